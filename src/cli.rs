@@ -1,0 +1,108 @@
+//! Command-line definitions (clap derive): the global flags and one variant per subcommand.
+//!
+//! Completions and man pages are generated from these definitions; a test
+//! fails when the committed copies under completions/ and man/ are stale.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::exit::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tuneton-ops",
+    version,
+    about = "Operations toolkit for TuneTON: backups, verification and restores",
+    long_about = "Operations toolkit for TuneTON.\n\nBacks up PostgreSQL, the application and its configuration into a \
+checksummed, encrypted repository; verifies every byte of a backup; restores with a row-for-row check.\n\n\
+Settings come from flags > environment (DB_HOST, DB_PORT, DB_USER, DB_NAME, PGPASSWORD, PGPASSFILE, ...) > \
+config file (/etc/tuneton/ops.toml, or --config / TUNETON_OPS_CONFIG) > built-in defaults.",
+    after_help = ExitCode::TABLE,
+    after_long_help = ExitCode::TABLE,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// No progress bars, even on a terminal (periodic log lines instead)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// Print each action that would be taken; change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Answer yes to confirmations (for scripts)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    /// Backup repository directory (overrides repository.path)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    /// Database to back up (overrides database.name and DB_NAME)
+    #[arg(long = "db-name", global = true, value_name = "NAME")]
+    pub db_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up the database, the application or the config into the repository
+    Backup(commands::backup::BackupArgs),
+    /// List backups, or apply the retention policy
+    #[command(subcommand)]
+    Backups(commands::backups::BackupsCommand),
+    /// Decrypt and decompress every byte of backups and check them against their manifests
+    VerifyBackup(commands::verify_backup::VerifyArgs),
+    /// Restore a database backup into a database, or an app/config backup into a directory
+    Restore(commands::restore::RestoreArgs),
+    /// Show or check the merged configuration
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
+    /// Print a shell completion script (needs no config)
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page, or write every page into a directory (needs no config)
+    Man(commands::completions::ManArgs),
+}
+
+impl Command {
+    /// The job name: used for the log file and the lock file.
+    pub fn job_name(&self) -> &'static str {
+        match self {
+            Command::Backup(_) => "backup",
+            Command::Backups(commands::backups::BackupsCommand::List(_)) => "backups-list",
+            Command::Backups(commands::backups::BackupsCommand::Prune(_)) => "backup",
+            Command::VerifyBackup(_) => "verify-backup",
+            Command::Restore(_) => "restore",
+            Command::Config(_) => "config",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Dispatch: resolve settings, open the job log, take the job lock, run the
+//! command, and map its result to an exit code. Commands are verbs composed
+//! from the shared nouns (repo, stream, crypto, db, archive).
+
+pub mod backup;
+pub mod backups;
+pub mod completions;
+pub mod config;
+pub mod restore;
+pub mod verify_backup;
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::Settings;
+use crate::exit::{could_not_start, exit_code_for, ExitCode};
+use crate::lock::JobLock;
+
+/// What every command gets: the global flags and the merged settings.
+pub struct Ctx {
+    pub global: GlobalArgs,
+    pub settings: Settings,
+}
+
+impl Ctx {
+    pub fn config(&self) -> &crate::config::Config {
+        &self.settings.config
+    }
+
+    /// Prints the command's result: JSON with `--json`, else the text.
+    pub fn emit(&self, json: &serde_json::Value, text: &str) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) is not an error worth a panic.
+        let _ = if self.global.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(json).unwrap_or_default())
+        } else if !text.is_empty() {
+            writeln!(out, "{}", text.trim_end())
+        } else {
+            Ok(())
+        };
+    }
+
+    /// Asks before a destructive step; `--yes` answers for scripts. No terminal and no `--yes`: refuse.
+    pub fn confirm(&self, question: &str) -> Result<()> {
+        if self.global.yes {
+            return Ok(());
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(could_not_start(format!("{question}: confirmation needed; pass --yes to proceed")));
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+            Ok(())
+        } else {
+            Err(could_not_start("not confirmed; nothing was changed"))
+        }
+    }
+}
+
+/// Runs one invocation and returns its exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let global = cli.global.clone();
+    crate::joblog::init(global.quiet, global.verbose);
+    crate::progress::init(global.quiet, global.no_progress, global.json);
+    let job = cli.command.job_name();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = exit_code_for(&err);
+            log::error!("{err:#}");
+            if global.json {
+                let doc = serde_json::json!({"ok": false, "exit_code": code.code(), "job": job, "error": format!("{err:#}")});
+                let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let job = cli.command.job_name();
+    // These need no config and no database.
+    match cli.command {
+        Command::Completions(args) => return completions::run_completions(args),
+        Command::Man(args) => return completions::run_man(args),
+        _ => {}
+    }
+    let settings = Settings::load(&cli.global)?;
+    if let Command::Config(cmd) = cli.command {
+        let ctx = Ctx { global: cli.global, settings };
+        return config::run(&ctx, cmd);
+    }
+    settings.require_valid()?;
+    let ctx = Ctx { global: cli.global, settings };
+    let mutating = !matches!(cli.command, Command::Backups(backups::BackupsCommand::List(_)));
+    let _lock = if mutating {
+        let log_dir = &ctx.config().paths.log_dir;
+        crate::joblog::open_job_log(log_dir, job).map_err(|e| {
+            could_not_start(format!("cannot open the job log in {} (paths.log_dir): {e}", log_dir.display()))
+        })?;
+        Some(JobLock::acquire(&ctx.config().paths.run_dir, job)?)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    if mutating {
+        log::debug!("{job} started (pid {})", std::process::id());
+    }
+    let result = match cli.command {
+        Command::Backup(args) => backup::run(&ctx, args),
+        Command::Backups(cmd) => backups::run(&ctx, cmd),
+        Command::VerifyBackup(args) => verify_backup::run(&ctx, args),
+        Command::Restore(args) => restore::run(&ctx, args),
+        Command::Config(_) | Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+    };
+    if let Ok(code) = &result {
+        if mutating {
+            log::info!("{job} finished: {code} ({:.1}s)", started.elapsed().as_secs_f64());
+        }
+    }
+    result
+}

@@ -1,0 +1,27 @@
+//! `tuneton-ops`: parse, load settings, run one command, turn the outcome into an exit code.
+
+mod archive;
+mod cli;
+mod commands;
+mod config;
+mod crypto;
+mod db;
+mod exit;
+mod joblog;
+mod lock;
+mod manifest;
+mod process;
+mod progress;
+mod repo;
+mod restorer;
+mod retention;
+mod stream;
+mod verify;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = commands::run(cli);
+    std::process::exit(code.code());
+}

@@ -1,0 +1,242 @@
+//! Restoring a stored backup: a database dump into a database (pg_restore for
+//! custom-format dumps, psql for old plain SQL dumps), or a tar into a
+//! directory. The stored bytes are checked first; nothing is touched before.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use crate::crypto::Crypto;
+use crate::db::{count_rows, PgTarget};
+use crate::manifest::ContentFormat;
+use crate::process::{capture_stderr, Watchdog};
+use crate::progress::Progress;
+use crate::repo::RepoEntry;
+use crate::stream::decode;
+
+#[derive(Debug, Clone, Default)]
+pub struct DbRestoreOptions {
+    /// Drop objects before recreating them (pg_restore --clean --if-exists).
+    pub clean: bool,
+    /// Parallel pg_restore jobs; >1 spools the plaintext dump to a 0600 file in `scratch_dir`.
+    pub jobs: u32,
+    pub no_owner: bool,
+    pub scratch_dir: PathBuf,
+}
+
+/// One table's rows: recorded at backup time vs found after the restore.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TableComparison {
+    pub table: String,
+    pub expected: Option<i64>,
+    pub restored: Option<i64>,
+}
+
+impl TableComparison {
+    pub fn matches(&self) -> bool {
+        self.expected == self.restored
+    }
+}
+
+/// Number of user relations in a database (0 = safe to restore into).
+pub fn user_relation_count(pg: &PgTarget, db: &str) -> Result<i64> {
+    let mut c = pg.connect(db)?;
+    let row = c.query_one(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r','p','v','m','S','f')
+           AND n.nspname NOT IN ('pg_catalog','information_schema')
+           AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'",
+        &[],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Streams the decoded backup into `db` with pg_restore or psql.
+pub fn restore_db(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &str, opts: &DbRestoreOptions) -> Result<()> {
+    let format = entry.format();
+    if opts.jobs > 1 && format == ContentFormat::PgDumpCustom {
+        return restore_db_parallel(entry, crypto, pg, db, opts);
+    }
+    let mut cmd = tool_for(format, pg, db, opts)?;
+    if format == ContentFormat::PgDumpCustom {
+        cmd.arg("--single-transaction");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| crate::exit::could_not_start(format!("cannot start {}: {e}", tool_name(format))))?;
+    let dog = Watchdog::new(child.id(), pg.command_timeout);
+    let stderr = capture_stderr(&mut child);
+    let mut stdin = child.stdin.take().expect("piped");
+    let file = File::open(&entry.object_path)?;
+    let decoded = {
+        let mut progress = Progress::bytes(&format!("restore {}", entry.id), Some(entry.size));
+        decode(
+            BufReader::with_capacity(1 << 20, file),
+            entry.compression(),
+            entry.encrypted(),
+            crypto,
+            BrokenPipeIsEnd(&mut stdin),
+            Some(&mut progress),
+        )
+    };
+    drop(stdin);
+    let status = child.wait()?;
+    let err = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    if dog.fired() {
+        bail!("{} did not finish within {}s (database.command_timeout_secs)", tool_name(format), pg.command_timeout.as_secs());
+    }
+    if !status.success() {
+        bail!("{} into {} failed ({status}): {err}", tool_name(format), pg.describe(db));
+    }
+    decoded.context("reading the backup during restore")?;
+    Ok(())
+}
+
+/// Lets the decoder finish when the tool stopped reading; the tool's own exit status reports why.
+struct BrokenPipeIsEnd<W>(W);
+
+impl<W: Write> Write for BrokenPipeIsEnd<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(io::Error::other("the restore tool stopped reading")),
+            other => other,
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn tool_name(format: ContentFormat) -> &'static str {
+    match format {
+        ContentFormat::PlainSql => "psql",
+        _ => "pg_restore",
+    }
+}
+
+fn tool_for(format: ContentFormat, pg: &PgTarget, db: &str, opts: &DbRestoreOptions) -> Result<Command> {
+    match format {
+        ContentFormat::PgDumpCustom => {
+            let mut cmd = pg.tool("pg_restore");
+            cmd.arg(format!("--dbname={db}")).arg("--exit-on-error");
+            if opts.clean {
+                cmd.args(["--clean", "--if-exists"]);
+            }
+            if opts.no_owner {
+                cmd.arg("--no-owner");
+            }
+            Ok(cmd)
+        }
+        ContentFormat::PlainSql => {
+            if opts.clean {
+                bail!("--clean is not possible with a plain SQL dump from the old scripts; restore into a new, empty database");
+            }
+            let mut cmd = pg.tool("psql");
+            cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+                .arg(format!("--dbname={db}"))
+                .args(["-f", "-"]);
+            Ok(cmd)
+        }
+        ContentFormat::Tar => bail!("a tar backup cannot be restored into a database; use --target-dir"),
+    }
+}
+
+fn restore_db_parallel(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &str, opts: &DbRestoreOptions) -> Result<()> {
+    // pg_restore --jobs needs a seekable file: spool the plaintext dump, 0600, removed on drop.
+    let spool = tempfile::Builder::new()
+        .prefix("tuneton-restore-")
+        .suffix(".dump")
+        .tempfile_in(&opts.scratch_dir)
+        .with_context(|| format!("creating a spool file in {} (paths.scratch_dir)", opts.scratch_dir.display()))?;
+    {
+        let file = File::open(&entry.object_path)?;
+        let mut progress = Progress::bytes(&format!("decrypt {}", entry.id), Some(entry.size));
+        decode(
+            BufReader::with_capacity(1 << 20, file),
+            entry.compression(),
+            entry.encrypted(),
+            crypto,
+            BufWriter::with_capacity(1 << 20, spool.as_file()),
+            Some(&mut progress),
+        )?;
+    }
+    let mut cmd = tool_for(ContentFormat::PgDumpCustom, pg, db, opts)?;
+    cmd.arg(format!("--jobs={}", opts.jobs)).arg(spool.path());
+    let out = crate::process::output_with_deadline(&mut cmd, pg.command_timeout, "pg_restore")?;
+    if !out.status.success() {
+        bail!("pg_restore --jobs={} into {} failed ({}): {}", opts.jobs, pg.describe(db), out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Row counts after a restore, table by table, against the manifest.
+pub fn compare_rows(pg: &PgTarget, db: &str, expected: Option<&BTreeMap<String, i64>>) -> Result<Vec<TableComparison>> {
+    let mut c = pg.connect(db)?;
+    let actual = count_rows(&mut c)?;
+    let mut names: Vec<&String> = actual.keys().collect();
+    if let Some(e) = expected {
+        names.extend(e.keys());
+    }
+    names.sort();
+    names.dedup();
+    Ok(names
+        .into_iter()
+        .map(|t| TableComparison {
+            table: t.clone(),
+            expected: expected.and_then(|e| e.get(t).copied()),
+            restored: actual.get(t).copied(),
+        })
+        .collect())
+}
+
+/// Extracts a tar backup into `target` through a staging directory beside it.
+/// An existing non-empty target is moved aside (never deleted) when `replace`.
+pub fn restore_dir(entry: &RepoEntry, crypto: &Crypto, target: &Path, replace: bool) -> Result<Option<PathBuf>> {
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let name = target.file_name().ok_or_else(|| anyhow!("{} has no file name", target.display()))?.to_string_lossy().into_owned();
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.restore-"))
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
+    let file = File::open(&entry.object_path)?;
+    let (mut reader, writer) = io::pipe()?;
+    let (decoded, extracted) = std::thread::scope(|s| {
+        let dec = s.spawn(move || {
+            let mut progress = Progress::bytes(&format!("restore {}", entry.id), Some(entry.size));
+            decode(BufReader::with_capacity(1 << 20, file), entry.compression(), entry.encrypted(), crypto, writer, Some(&mut progress))
+        });
+        let extracted = crate::archive::extract_tar(&mut reader, staging.path());
+        let _ = io::copy(&mut reader, &mut io::sink());
+        drop(reader);
+        (dec.join().map_err(|_| anyhow!("decoder thread panicked")), extracted)
+    });
+    decoded?.context("reading the backup")?;
+    let stats = extracted.context("extracting the archive")?;
+    log::info!("extracted {} entries ({} bytes of file data)", stats.entries, stats.bytes);
+    let mut moved_aside = None;
+    if target.exists() {
+        let non_empty = std::fs::read_dir(target)?.next().is_some();
+        if !non_empty {
+            std::fs::remove_dir(target)?;
+        } else if !replace {
+            bail!("{} is not empty; pass --clean to move it aside and restore in its place", target.display());
+        } else {
+            let aside = parent.join(format!("{name}.pre-restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+        std::fs::rename(target, &aside).with_context(|| format!("moving {} aside", target.display()))?;
+        log::info!("moved the existing {} aside to {}", target.display(), aside.display());
+            moved_aside = Some(aside);
+        }
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, target).with_context(|| format!("moving the restored tree into {}", target.display()))?;
+    Ok(moved_aside)
+}
