@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what tuneton-ops needs to build and test on a Debian 12 machine, idempotently.
+# Root runs apt-get directly; anyone else needs sudo.
+set -euo pipefail
+
+need=()
+for pkg in libgpgme-dev gnupg zstd pkg-config postgresql-15 postgresql-client-15 gzip tar time; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 3; }
