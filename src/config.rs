@@ -41,7 +41,7 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub paths: PathsConfig,
@@ -238,19 +238,6 @@ impl Default for VerifyConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            paths: PathsConfig::default(),
-            database: DatabaseConfig::default(),
-            repository: RepositoryConfig::default(),
-            encryption: EncryptionConfig::default(),
-            retention: RetentionConfig::default(),
-            verify: VerifyConfig::default(),
-        }
-    }
-}
-
 /// Where one resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Source {
@@ -312,18 +299,21 @@ impl Settings {
                 }
                 (config, Some(path))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => (Config::default(), None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                (Config::default(), None)
+            }
             Err(e) => {
                 return Err(could_not_start(format!(
-                    "cannot read config file {}: {e} (pass --config PATH or set TUNETON_OPS_CONFIG)",
-                    path.display()
-                )))
+                "cannot read config file {}: {e} (pass --config PATH or set TUNETON_OPS_CONFIG)",
+                path.display()
+            )))
             }
         };
 
         for (var, key) in ENV_OVERRIDES {
             if let Some(v) = env(var) {
-                apply(&mut config, key, &v).map_err(|e| could_not_start(format!("environment {var}: {e}")))?;
+                apply(&mut config, key, &v)
+                    .map_err(|e| could_not_start(format!("environment {var}: {e}")))?;
                 sources.insert(key.to_string(), Source::Env(var));
             }
         }
@@ -343,7 +333,11 @@ impl Settings {
             config.database.name = n.clone();
             sources.insert("database.name".into(), Source::Flag("--db-name"));
         }
-        Ok(Settings { config, sources, file })
+        Ok(Settings {
+            config,
+            sources,
+            file,
+        })
     }
 
     /// Checks the values, not just the syntax. Each problem names its key.
@@ -359,7 +353,10 @@ impl Settings {
             ("repository.path", &c.repository.path),
         ] {
             if !p.is_absolute() {
-                problems.push(format!("{key}: must be an absolute path, got {:?}", p.display().to_string()));
+                problems.push(format!(
+                    "{key}: must be an absolute path, got {:?}",
+                    p.display().to_string()
+                ));
             }
         }
         if c.database.port == 0 {
@@ -369,10 +366,16 @@ impl Settings {
             problems.push("database.name: must not be empty".into());
         }
         if c.database.connect_timeout_secs == 0 {
-            problems.push("database.connect_timeout_secs: must be at least 1 (every wait has a deadline)".into());
+            problems.push(
+                "database.connect_timeout_secs: must be at least 1 (every wait has a deadline)"
+                    .into(),
+            );
         }
         if c.database.command_timeout_secs == 0 {
-            problems.push("database.command_timeout_secs: must be at least 1 (every wait has a deadline)".into());
+            problems.push(
+                "database.command_timeout_secs: must be at least 1 (every wait has a deadline)"
+                    .into(),
+            );
         }
         if let Some(level) = c.repository.compression_level {
             let (lo, hi) = match c.repository.compression {
@@ -388,10 +391,14 @@ impl Settings {
             }
         }
         let e = &c.encryption;
-        let sources = [e.passphrase_file.is_some(), e.passphrase_env.is_some(), e.passphrase_command.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let sources = [
+            e.passphrase_file.is_some(),
+            e.passphrase_env.is_some(),
+            e.passphrase_command.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         match e.mode {
             EncryptionMode::Symmetric => {
                 if sources == 0 {
@@ -409,13 +416,18 @@ impl Settings {
                 }
                 if let Some(v) = &e.passphrase_env {
                     if std::env::var_os(v).is_none() {
-                        problems.push(format!("encryption.passphrase_env: environment variable {v} is not set"));
+                        problems.push(format!(
+                            "encryption.passphrase_env: environment variable {v} is not set"
+                        ));
                     }
                 }
             }
             EncryptionMode::Recipients => {
                 if e.recipients.is_empty() {
-                    problems.push("encryption.recipients: mode = \"recipients\" needs at least one key id".into());
+                    problems.push(
+                        "encryption.recipients: mode = \"recipients\" needs at least one key id"
+                            .into(),
+                    );
                 }
             }
             EncryptionMode::None => {}
@@ -425,7 +437,9 @@ impl Settings {
         }
         if let (Some(w), Some(c)) = (c.verify.max_age_warn_hours, c.verify.max_age_crit_hours) {
             if w > c {
-                problems.push(format!("verify.max_age_warn_hours ({w}) must not exceed max_age_crit_hours ({c})"));
+                problems.push(format!(
+                    "verify.max_age_warn_hours ({w}) must not exceed max_age_crit_hours ({c})"
+                ));
             }
         }
         let r = &c.retention;
@@ -441,7 +455,11 @@ impl Settings {
         if problems.is_empty() {
             return Ok(());
         }
-        let origin = self.file.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default();
+        let origin = self
+            .file
+            .as_ref()
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
         Err(could_not_start(format!(
             "invalid configuration{origin}:\n  {}\n(run `tuneton-ops config check` after fixing)",
             problems.join("\n  ")
@@ -462,7 +480,11 @@ impl Settings {
 
 fn parse(text: &str, path: &Path) -> Result<Config> {
     toml::from_str::<Config>(text).map_err(|e| {
-        could_not_start(format!("config file {}: {}", path.display(), e.to_string().trim_end()))
+        could_not_start(format!(
+            "config file {}: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
     })
 }
 
@@ -471,7 +493,9 @@ fn apply(config: &mut Config, key: &str, v: &str) -> Result<()> {
     match key {
         "database.host" => config.database.host = v.into(),
         "database.port" => {
-            config.database.port = v.parse().map_err(|_| anyhow::anyhow!("{v:?} is not a port number"))?
+            config.database.port = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{v:?} is not a port number"))?
         }
         "database.user" => config.database.user = v.into(),
         "database.name" => config.database.name = v.into(),
@@ -484,11 +508,19 @@ fn apply(config: &mut Config, key: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-fn flatten(value: &serde_json::Value, prefix: String, f: &mut dyn FnMut(String, &serde_json::Value)) {
+fn flatten(
+    value: &serde_json::Value,
+    prefix: String,
+    f: &mut dyn FnMut(String, &serde_json::Value),
+) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(v, key, f);
             }
         }
@@ -505,7 +537,8 @@ fn flatten_keys(value: &serde_json::Value) -> Vec<String> {
 /// Refuses a secret file that group or others can read.
 pub fn check_secret_file_mode(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         anyhow::bail!(
@@ -525,7 +558,10 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
         .map_err(|e| could_not_start(format!("cannot read secret file {}: {e}", path.display())))?;
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {
-        return Err(could_not_start(format!("secret file {} is empty", path.display())));
+        return Err(could_not_start(format!(
+            "secret file {} is empty",
+            path.display()
+        )));
     }
     Ok(Secret::new(line))
 }
@@ -539,7 +575,10 @@ mod tests {
         let err = parse("[database]\nhots = \"x\"\n", Path::new("/x.toml")).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("hots"), "{msg}");
-        assert_eq!(crate::exit::exit_code_for(&err), crate::exit::ExitCode::CouldNotStart);
+        assert_eq!(
+            crate::exit::exit_code_for(&err),
+            crate::exit::ExitCode::CouldNotStart
+        );
     }
 
     #[test]
@@ -549,9 +588,16 @@ mod tests {
 
     #[test]
     fn symmetric_without_passphrase_source_is_invalid() {
-        let s = Settings { config: Config::default(), sources: BTreeMap::new(), file: None };
+        let s = Settings {
+            config: Config::default(),
+            sources: BTreeMap::new(),
+            file: None,
+        };
         let problems = s.validate();
-        assert!(problems.iter().any(|p| p.starts_with("encryption:")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with("encryption:")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -566,7 +612,14 @@ mod tests {
         let mut c = Config::default();
         c.repository.path = "backups".into();
         c.encryption.mode = EncryptionMode::None;
-        let s = Settings { config: c, sources: BTreeMap::new(), file: None };
-        assert!(s.validate().iter().any(|p| p.starts_with("repository.path")));
+        let s = Settings {
+            config: c,
+            sources: BTreeMap::new(),
+            file: None,
+        };
+        assert!(s
+            .validate()
+            .iter()
+            .any(|p| p.starts_with("repository.path")));
     }
 }

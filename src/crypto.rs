@@ -43,16 +43,28 @@ struct GpgHome {
 impl GpgHome {
     fn new(configured: Option<&Path>) -> Result<GpgHome> {
         if let Some(p) = configured {
-            return Ok(GpgHome { path: p.to_path_buf(), owned: None });
+            return Ok(GpgHome {
+                path: p.to_path_buf(),
+                owned: None,
+            });
         }
         // Short path: the agent socket breaks on homes longer than ~100 characters.
         let dir = tempfile::Builder::new()
             .prefix("tn")
             .tempdir_in("/tmp")
             .context("creating a private GnuPG home under /tmp")?;
-        std::fs::write(dir.path().join("gpg.conf"), "cipher-algo AES256\ns2k-cipher-algo AES256\ns2k-digest-algo SHA512\n")?;
-        std::fs::write(dir.path().join("gpg-agent.conf"), "allow-loopback-pinentry\n")?;
-        Ok(GpgHome { path: dir.path().to_path_buf(), owned: Some(dir) })
+        std::fs::write(
+            dir.path().join("gpg.conf"),
+            "cipher-algo AES256\ns2k-cipher-algo AES256\ns2k-digest-algo SHA512\n",
+        )?;
+        std::fs::write(
+            dir.path().join("gpg-agent.conf"),
+            "allow-loopback-pinentry\n",
+        )?;
+        Ok(GpgHome {
+            path: dir.path().to_path_buf(),
+            owned: Some(dir),
+        })
     }
 }
 
@@ -93,10 +105,17 @@ impl Crypto {
             _ => None,
         };
         if cfg.mode == EncryptionMode::Recipients && cfg.recipients.is_empty() {
-            return Err(could_not_start("encryption.mode is \"recipients\" but encryption.recipients is empty"));
+            return Err(could_not_start(
+                "encryption.mode is \"recipients\" but encryption.recipients is empty",
+            ));
         }
         let home = GpgHome::new(cfg.gpg_home.as_deref())?;
-        let crypto = Crypto { mode: cfg.mode, passphrase, recipients: cfg.recipients.clone(), home };
+        let crypto = Crypto {
+            mode: cfg.mode,
+            passphrase,
+            recipients: cfg.recipients.clone(),
+            home,
+        };
         if crypto.mode == EncryptionMode::Recipients {
             // Fail before any dump starts if a key is missing.
             let mut ctx = crypto.context()?;
@@ -117,7 +136,12 @@ impl Crypto {
     pub fn for_decrypt(cfg: &EncryptionConfig) -> Result<Crypto> {
         let passphrase = resolve_passphrase(cfg)?;
         let home = GpgHome::new(cfg.gpg_home.as_deref())?;
-        Ok(Crypto { mode: cfg.mode, passphrase, recipients: cfg.recipients.clone(), home })
+        Ok(Crypto {
+            mode: cfg.mode,
+            passphrase,
+            recipients: cfg.recipients.clone(),
+            home,
+        })
     }
 
     pub fn info(&self) -> EncryptionInfo {
@@ -132,15 +156,21 @@ impl Crypto {
                 cipher: None,
                 recipients: self.recipients.clone(),
             },
-            EncryptionMode::None => EncryptionInfo { method: "none".into(), cipher: None, recipients: vec![] },
+            EncryptionMode::None => EncryptionInfo {
+                method: "none".into(),
+                cipher: None,
+                recipients: vec![],
+            },
         }
     }
 
     fn context(&self) -> Result<GpgContext> {
-        let mut ctx = GpgContext::from_protocol(Protocol::OpenPgp).context("starting gpgme (is gnupg installed?)")?;
+        let mut ctx = GpgContext::from_protocol(Protocol::OpenPgp)
+            .context("starting gpgme (is gnupg installed?)")?;
         ctx.set_engine_home_dir(self.home.path.to_string_lossy().as_bytes())
             .context("setting the GnuPG home")?;
-        ctx.set_pinentry_mode(PinentryMode::Loopback).context("setting loopback pinentry")?;
+        ctx.set_pinentry_mode(PinentryMode::Loopback)
+            .context("setting loopback pinentry")?;
         // Without this the agent caches a symmetric passphrase and a wrong one "works".
         let _ = ctx.set_flag("no-symkey-cache", "1");
         ctx.set_armor(false);
@@ -155,20 +185,27 @@ impl Crypto {
             return Ok(());
         }
         let mut ctx = self.context()?;
-        let plain = gpgme::Data::from_reader(input).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
-        let cipher = gpgme::Data::from_writer(output).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
+        let plain =
+            gpgme::Data::from_reader(input).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
+        let cipher =
+            gpgme::Data::from_writer(output).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
         let flags = EncryptFlags::NO_COMPRESS | EncryptFlags::ALWAYS_TRUST;
         match self.mode {
             EncryptionMode::Symmetric => {
                 let provider = passphrase_provider(self.passphrase.clone());
-                ctx.with_passphrase_provider(provider, |ctx| ctx.encrypt_symmetric_with_flags(plain, cipher, flags))
-                    .map_err(|e| anyhow!("gpg symmetric encryption failed: {e}"))?;
+                ctx.with_passphrase_provider(provider, |ctx| {
+                    ctx.encrypt_symmetric_with_flags(plain, cipher, flags)
+                })
+                .map_err(|e| anyhow!("gpg symmetric encryption failed: {e}"))?;
             }
             EncryptionMode::Recipients => {
                 let keys = self
                     .recipients
                     .iter()
-                    .map(|r| ctx.get_key(r.as_str()).map_err(|e| anyhow!("recipient key {r:?}: {e}")))
+                    .map(|r| {
+                        ctx.get_key(r.as_str())
+                            .map_err(|e| anyhow!("recipient key {r:?}: {e}"))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 ctx.encrypt_with_flags(&keys, plain, cipher, flags)
                     .map_err(|e| anyhow!("gpg public-key encryption failed: {e}"))?;
@@ -182,8 +219,10 @@ impl Crypto {
     /// error must be discarded by the caller: gpg reports tampering at the end.
     pub fn decrypt(&self, input: impl Read + Send, output: impl Write + Send) -> Result<()> {
         let mut ctx = self.context()?;
-        let cipher = gpgme::Data::from_reader(input).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
-        let plain = gpgme::Data::from_writer(output).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
+        let cipher =
+            gpgme::Data::from_reader(input).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
+        let plain =
+            gpgme::Data::from_writer(output).map_err(|e| anyhow!("gpgme data: {}", e.error()))?;
         let provider = passphrase_provider(self.passphrase.clone());
         let result = ctx.with_passphrase_provider(provider, |ctx| ctx.decrypt(cipher, plain));
         match result {
@@ -197,15 +236,18 @@ impl Crypto {
             Err(e) if e.code() == gpgme::Error::NO_SECKEY.code() => {
                 bail!("gpg decryption failed: no secret key for this backup in the GnuPG home (encryption.gpg_home)")
             }
-            Err(e) => bail!("gpg decryption failed: {e} (corrupted or truncated ciphertext, or wrong key)"),
+            Err(e) => bail!(
+                "gpg decryption failed: {e} (corrupted or truncated ciphertext, or wrong key)"
+            ),
         }
     }
 }
 
 fn passphrase_provider(
     pass: Option<Secret>,
-) -> impl FnMut(PassphraseRequest<'_>, &mut dyn Write) -> std::result::Result<(), gpgme::Error> + Send + std::panic::UnwindSafe
-{
+) -> impl FnMut(PassphraseRequest<'_>, &mut dyn Write) -> std::result::Result<(), gpgme::Error>
+       + Send
+       + std::panic::UnwindSafe {
     move |req: PassphraseRequest<'_>, out: &mut dyn Write| {
         let Some(p) = pass.as_ref() else {
             return Err(gpgme::Error::BAD_PASSPHRASE);
@@ -228,10 +270,14 @@ pub fn resolve_passphrase(cfg: &EncryptionConfig) -> Result<Option<Secret>> {
     }
     if let Some(var) = &cfg.passphrase_env {
         let v = std::env::var(var).map_err(|_| {
-            could_not_start(format!("encryption.passphrase_env: environment variable {var} is not set"))
+            could_not_start(format!(
+                "encryption.passphrase_env: environment variable {var} is not set"
+            ))
         })?;
         if v.is_empty() {
-            return Err(could_not_start(format!("encryption.passphrase_env: {var} is empty")));
+            return Err(could_not_start(format!(
+                "encryption.passphrase_env: {var} is empty"
+            )));
         }
         return Ok(Some(Secret::new(v)));
     }
@@ -252,7 +298,9 @@ pub fn resolve_passphrase(cfg: &EncryptionConfig) -> Result<Option<Secret>> {
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text.lines().next().unwrap_or("").to_string();
         if line.is_empty() {
-            return Err(could_not_start("encryption.passphrase_command printed an empty passphrase"));
+            return Err(could_not_start(
+                "encryption.passphrase_command printed an empty passphrase",
+            ));
         }
         return Ok(Some(Secret::new(line)));
     }

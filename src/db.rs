@@ -73,8 +73,14 @@ impl PgTarget {
             cfg.password(p);
         }
         cfg.connect(NoTls).map_err(|e| {
-            let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| format!("{e:#}"));
-            anyhow!("cannot connect to PostgreSQL {}: {detail}", self.describe(db))
+            let detail = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| format!("{e:#}"));
+            anyhow!(
+                "cannot connect to PostgreSQL {}: {detail}",
+                self.describe(db)
+            )
         })
     }
 
@@ -82,11 +88,18 @@ impl PgTarget {
     fn passfile_password(&self, db: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.passfile.as_ref()?).ok()?;
         let port = self.port.to_string();
-        text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-            let f = split_passfile_line(line);
-            let ok = |i: usize, v: &str| f.get(i).is_some_and(|x| x == "*" || x == v);
-            (f.len() == 5 && ok(0, &self.host) && ok(1, &port) && ok(2, db) && ok(3, &self.user)).then(|| f[4].clone())
-        })
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|line| {
+                let f = split_passfile_line(line);
+                let ok = |i: usize, v: &str| f.get(i).is_some_and(|x| x == "*" || x == v);
+                (f.len() == 5
+                    && ok(0, &self.host)
+                    && ok(1, &port)
+                    && ok(2, db)
+                    && ok(3, &self.user))
+                .then(|| f[4].clone())
+            })
     }
 
     /// A client tool (pg_dump, pg_restore, psql) set up for this target.
@@ -105,7 +118,10 @@ impl PgTarget {
         cmd.env("PGHOST", &self.host)
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", &self.user)
-            .env("PGCONNECT_TIMEOUT", self.connect_timeout.as_secs().max(2).to_string())
+            .env(
+                "PGCONNECT_TIMEOUT",
+                self.connect_timeout.as_secs().max(2).to_string(),
+            )
             .env("PGAPPNAME", "tuneton-ops");
         if let Some(p) = &self.password {
             cmd.env("PGPASSWORD", p.expose());
@@ -129,7 +145,10 @@ impl PgTarget {
 
     pub fn database_exists(&self, db: &str) -> Result<bool> {
         let mut c = self.connect(&self.maintenance_db)?;
-        Ok(c.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])?.is_some())
+        Ok(
+            c.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])?
+                .is_some(),
+        )
     }
 
     pub fn create_database(&self, db: &str) -> Result<()> {
@@ -140,8 +159,11 @@ impl PgTarget {
 
     pub fn drop_database(&self, db: &str) -> Result<()> {
         let mut c = self.connect(&self.maintenance_db)?;
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db)))
-            .with_context(|| format!("dropping database {db}"))
+        c.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(db)
+        ))
+        .with_context(|| format!("dropping database {db}"))
     }
 }
 
@@ -183,8 +205,15 @@ pub fn count_rows(client: &mut Client) -> Result<BTreeMap<String, i64>> {
     let mut counts = BTreeMap::new();
     for row in client.query(TABLES_SQL, &[])? {
         let (schema, table): (String, String) = (row.get(0), row.get(1));
-        let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&table));
-        let n: i64 = client.query_one(&sql, &[]).with_context(|| format!("counting rows of {schema}.{table}"))?.get(0);
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}",
+            quote_ident(&schema),
+            quote_ident(&table)
+        );
+        let n: i64 = client
+            .query_one(&sql, &[])
+            .with_context(|| format!("counting rows of {schema}.{table}"))?
+            .get(0);
         counts.insert(format!("{schema}.{table}"), n);
     }
     Ok(counts)
@@ -204,7 +233,11 @@ impl ExportedSnapshot {
         let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
         client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         let id: String = client.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
-        Ok(ExportedSnapshot { client, id, server_version })
+        Ok(ExportedSnapshot {
+            client,
+            id,
+            server_version,
+        })
     }
 
     pub fn finish(mut self) -> Result<()> {
@@ -225,6 +258,9 @@ mod tests {
 
     #[test]
     fn passfile_lines_split_with_escapes() {
-        assert_eq!(split_passfile_line("h:5432:db:u:p\\:w"), vec!["h", "5432", "db", "u", "p:w"]);
+        assert_eq!(
+            split_passfile_line("h:5432:db:u:p\\:w"),
+            vec!["h", "5432", "db", "u", "p:w"]
+        );
     }
 }

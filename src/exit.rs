@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn worst_keeps_the_higher_code() {
-        assert_eq!(ExitCode::Success.worst(ExitCode::Warning), ExitCode::Warning);
+        assert_eq!(
+            ExitCode::Success.worst(ExitCode::Warning),
+            ExitCode::Warning
+        );
         assert_eq!(ExitCode::Failed.worst(ExitCode::Warning), ExitCode::Failed);
     }
 

@@ -68,7 +68,10 @@ pub fn init(quiet: bool, verbose: u8) {
     } else {
         LevelFilter::Info
     };
-    let logger = LOGGER.get_or_init(|| JobLogger { file: Mutex::new(None), stderr_level });
+    let logger = LOGGER.get_or_init(|| JobLogger {
+        file: Mutex::new(None),
+        stderr_level,
+    });
     let _ = log::set_logger(logger);
     log::set_max_level(LevelFilter::Debug);
 }

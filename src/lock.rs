@@ -20,7 +20,10 @@ pub struct JobLock {
 impl JobLock {
     pub fn acquire(run_dir: &Path, job: &str) -> Result<JobLock> {
         std::fs::create_dir_all(run_dir).map_err(|e| {
-            could_not_start(format!("cannot create run directory {} (paths.run_dir): {e}", run_dir.display()))
+            could_not_start(format!(
+                "cannot create run directory {} (paths.run_dir): {e}",
+                run_dir.display()
+            ))
         })?;
         let path = run_dir.join(format!("{job}.lock"));
         let mut file = OpenOptions::new()
@@ -29,21 +32,30 @@ impl JobLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| could_not_start(format!("cannot open lock file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                could_not_start(format!("cannot open lock file {}: {e}", path.display()))
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let who = if holder.is_empty() { "unknown pid".to_string() } else { format!("pid {holder}") };
+                let who = if holder.is_empty() {
+                    "unknown pid".to_string()
+                } else {
+                    format!("pid {holder}")
+                };
                 return Err(could_not_start(format!(
                     "another {job} run is in progress ({who}, lock {}); not starting a second one",
                     path.display()
                 )));
             }
             Err(TryLockError::Error(e)) => {
-                return Err(could_not_start(format!("cannot lock {}: {e}", path.display())));
+                return Err(could_not_start(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
             }
         }
         file.set_len(0)?;
@@ -64,8 +76,14 @@ mod tests {
         let _first = JobLock::acquire(dir.path(), "backup").unwrap();
         let err = JobLock::acquire(dir.path(), "backup").unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
-        assert_eq!(crate::exit::exit_code_for(&err), crate::exit::ExitCode::CouldNotStart);
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert_eq!(
+            crate::exit::exit_code_for(&err),
+            crate::exit::ExitCode::CouldNotStart
+        );
         // A different job is not blocked.
         JobLock::acquire(dir.path(), "verify-backup").unwrap();
     }

@@ -32,7 +32,11 @@ impl Watchdog {
                 }
             }
         });
-        Watchdog { cancel: Some(tx), fired, handle: Some(handle) }
+        Watchdog {
+            cancel: Some(tx),
+            fired,
+            handle: Some(handle),
+        }
     }
 
     pub fn fired(&self) -> bool {
@@ -85,11 +89,22 @@ pub fn output_with_deadline(cmd: &mut Command, timeout: Duration, what: &str) ->
         v
     });
     let err_thread = capture_stderr(&mut child);
-    let status = child.wait().with_context(|| format!("waiting for {what}"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {what}"))?;
     let stdout = out_thread.join().unwrap_or_default();
-    let stderr = err_thread.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let stderr = err_thread
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
     if dog.fired() {
-        anyhow::bail!("{what} did not finish within {}s and was killed", timeout.as_secs());
+        anyhow::bail!(
+            "{what} did not finish within {}s and was killed",
+            timeout.as_secs()
+        );
     }
-    Ok(Output { status, stdout, stderr: stderr.into_bytes() })
+    Ok(Output {
+        status,
+        stdout,
+        stderr: stderr.into_bytes(),
+    })
 }

@@ -44,12 +44,17 @@ impl Progress {
         let bar = BARS_ALLOWED.load(Ordering::Relaxed).then(|| {
             let bar = match total {
                 Some(t) => ProgressBar::new(t).with_style(
-                    ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .unwrap()
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap()
+                    .progress_chars("=> "),
                 ),
                 None => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}").unwrap(),
+                    ProgressStyle::with_template(
+                        "{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}",
+                    )
+                    .unwrap(),
                 ),
             };
             bar.set_message(label.to_string());
@@ -57,7 +62,13 @@ impl Progress {
             *ACTIVE.lock().unwrap() = Some(bar.clone());
             bar
         });
-        Progress { bar, label: label.to_string(), bytes: 0, last_log: Instant::now(), started: Instant::now() }
+        Progress {
+            bar,
+            label: label.to_string(),
+            bytes: 0,
+            last_log: Instant::now(),
+            started: Instant::now(),
+        }
     }
 
     pub fn inc(&mut self, n: u64) {

@@ -50,7 +50,11 @@ pub struct RepoEntry {
 
 impl RepoEntry {
     pub fn format(&self) -> ContentFormat {
-        self.manifest.as_ref().map(|m| m.format).or(self.legacy.map(|l| l.format)).expect("entry has a format")
+        self.manifest
+            .as_ref()
+            .map(|m| m.format)
+            .or(self.legacy.map(|l| l.format))
+            .expect("entry has a format")
     }
     pub fn compression(&self) -> Compression {
         self.manifest
@@ -111,21 +115,33 @@ impl LocalRepo {
                 root.display()
             )));
         }
-        Ok(LocalRepo { root: root.to_path_buf() })
+        Ok(LocalRepo {
+            root: root.to_path_buf(),
+        })
     }
 
     /// Opens the repository for writing, creating it (mode 0700) if needed.
     pub fn create(root: &Path) -> Result<LocalRepo> {
         fs::create_dir_all(root).map_err(|e| {
-            could_not_start(format!("cannot create backup repository {} (repository.path): {e}", root.display()))
+            could_not_start(format!(
+                "cannot create backup repository {} (repository.path): {e}",
+                root.display()
+            ))
         })?;
-        Ok(LocalRepo { root: root.to_path_buf() })
+        Ok(LocalRepo {
+            root: root.to_path_buf(),
+        })
     }
 
     /// A new backup id: kind, UTC time to the millisecond, and a random suffix,
     /// so two backups in the same second never collide.
     pub fn new_id(kind: BackupKind, now: DateTime<Utc>) -> String {
-        format!("{}-{}-{:04x}", kind.name(), now.format("%Y%m%dT%H%M%S%3fZ"), rand::random::<u16>())
+        format!(
+            "{}-{}-{:04x}",
+            kind.name(),
+            now.format("%Y%m%dT%H%M%S%3fZ"),
+            rand::random::<u16>()
+        )
     }
 
     fn kind_dir(&self, kind: BackupKind) -> PathBuf {
@@ -144,14 +160,32 @@ impl LocalRepo {
             .mode(0o600)
             .open(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
-        Ok(PendingObject { file, partial, final_path, id: id.to_string(), kind, published: false })
+        Ok(PendingObject {
+            file,
+            partial,
+            final_path,
+            id: id.to_string(),
+            kind,
+            published: false,
+        })
     }
 
     /// Makes a finished object visible: fsync, link to the final name, then the manifest.
-    pub fn publish(&self, mut pending: PendingObject, manifest: &BackupManifest) -> Result<PathBuf> {
-        pending.file.sync_all().with_context(|| format!("fsync {}", pending.partial.display()))?;
-        fs::hard_link(&pending.partial, &pending.final_path)
-            .with_context(|| format!("publishing {} (refusing to overwrite)", pending.final_path.display()))?;
+    pub fn publish(
+        &self,
+        mut pending: PendingObject,
+        manifest: &BackupManifest,
+    ) -> Result<PathBuf> {
+        pending
+            .file
+            .sync_all()
+            .with_context(|| format!("fsync {}", pending.partial.display()))?;
+        fs::hard_link(&pending.partial, &pending.final_path).with_context(|| {
+            format!(
+                "publishing {} (refusing to overwrite)",
+                pending.final_path.display()
+            )
+        })?;
         fs::remove_file(&pending.partial)?;
         pending.published = true;
         let dir = self.kind_dir(pending.kind);
@@ -167,10 +201,17 @@ impl LocalRepo {
         if entry.legacy.is_some() {
             return Ok(()); // Old-script backups stay untouched; their state is reported, not stored.
         }
-        let path = self.kind_dir(entry.kind).join(format!("{}{VERIFIED_SUFFIX}", entry.id));
+        let path = self
+            .kind_dir(entry.kind)
+            .join(format!("{}{VERIFIED_SUFFIX}", entry.id));
         let tmp = path.with_extension("json.tmp");
         {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&serde_json::to_vec_pretty(rec)?)?;
             f.sync_all()?;
         }
@@ -181,7 +222,10 @@ impl LocalRepo {
     /// Deletes a backup: manifest first, so it stops looking complete at once.
     pub fn delete(&self, entry: &RepoEntry) -> Result<()> {
         if entry.legacy.is_some() {
-            bail!("refusing to delete old-script backup {} automatically", entry.id);
+            bail!(
+                "refusing to delete old-script backup {} automatically",
+                entry.id
+            );
         }
         let dir = self.kind_dir(entry.kind);
         fs::remove_file(dir.join(format!("{}{MANIFEST_SUFFIX}", entry.id)))?;
@@ -196,7 +240,9 @@ impl LocalRepo {
     pub fn clean_partials(&self) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         for kind in BackupKind::ALL {
-            let Ok(rd) = fs::read_dir(self.kind_dir(kind)) else { continue };
+            let Ok(rd) = fs::read_dir(self.kind_dir(kind)) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let p = e.path();
                 if p.to_string_lossy().ends_with(PARTIAL_SUFFIX) {
@@ -219,9 +265,15 @@ impl LocalRepo {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(anyhow!(e).context(format!("reading {}", dir.display()))),
             };
-            let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             names.sort();
-            let manifests: Vec<&String> = names.iter().filter(|n| n.ends_with(MANIFEST_SUFFIX)).collect();
+            let manifests: Vec<&String> = names
+                .iter()
+                .filter(|n| n.ends_with(MANIFEST_SUFFIX))
+                .collect();
             let mut claimed: Vec<String> = Vec::new();
             for name in &manifests {
                 let path = dir.join(name);
@@ -266,9 +318,15 @@ impl LocalRepo {
                 if let Some((lkind, legacy)) = legacy_format(name) {
                     entries.push(legacy_entry(&self.root, &path, lkind, legacy)?);
                 } else if name.ends_with(PARTIAL_SUFFIX) {
-                    warnings.push(format!("{}: unfinished backup (interrupted run); not listed", path.display()));
+                    warnings.push(format!(
+                        "{}: unfinished backup (interrupted run); not listed",
+                        path.display()
+                    ));
                 } else if !name.ends_with(".tmp") {
-                    warnings.push(format!("{}: object without a manifest; not a finished backup", path.display()));
+                    warnings.push(format!(
+                        "{}: object without a manifest; not a finished backup",
+                        path.display()
+                    ));
                 }
             }
         }
@@ -292,13 +350,26 @@ impl LocalRepo {
         let (entries, _) = self.list()?;
         if selector == "latest" {
             let kind = kind.unwrap_or(BackupKind::Db);
-            return entries.into_iter().rev().find(|e| e.kind == kind).ok_or_else(|| {
-                could_not_start(format!("no {} backup in repository {}", kind.name(), self.root.display()))
-            });
+            return entries
+                .into_iter()
+                .rev()
+                .find(|e| e.kind == kind)
+                .ok_or_else(|| {
+                    could_not_start(format!(
+                        "no {} backup in repository {}",
+                        kind.name(),
+                        self.root.display()
+                    ))
+                });
         }
         entries
             .into_iter()
-            .find(|e| e.id == selector || e.object_path.file_name().is_some_and(|n| n.to_string_lossy() == selector))
+            .find(|e| {
+                e.id == selector
+                    || e.object_path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy() == selector)
+            })
             .ok_or_else(|| {
                 could_not_start(format!(
                     "no backup {selector:?} in repository {} (see `tuneton-ops backups list`)",
@@ -310,7 +381,8 @@ impl LocalRepo {
 
 pub fn read_manifest(path: &Path) -> Result<BackupManifest> {
     let bytes = fs::read(path).with_context(|| format!("reading manifest {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("manifest {} is not valid", path.display()))
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("manifest {} is not valid", path.display()))
 }
 
 /// Recognises the old scripts' file names.
@@ -332,29 +404,61 @@ pub fn legacy_format(name: &str) -> Option<(BackupKind, LegacyFormat)> {
         Some(r) => (r, Compression::Gzip),
         None => (rest, Compression::None),
     };
-    let expected = if format == ContentFormat::Tar { ".tar" } else { ".sql" };
-    rest.ends_with(expected).then_some((kind, LegacyFormat { format, compression, encrypted }))
+    let expected = if format == ContentFormat::Tar {
+        ".tar"
+    } else {
+        ".sql"
+    };
+    rest.ends_with(expected).then_some((
+        kind,
+        LegacyFormat {
+            format,
+            compression,
+            encrypted,
+        },
+    ))
 }
 
 /// Time from an old-script name (`..._YYYYMMDD[_HHMMSS]...`), else the file's mtime.
 fn legacy_time(name: &str, path: &Path) -> DateTime<Utc> {
-    let digits: Vec<&str> = name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
+    let digits: Vec<&str> = name
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
     if let Some(d) = digits.first().filter(|d| d.len() == 8) {
         if let Ok(date) = NaiveDate::parse_from_str(d, "%Y%m%d") {
             let time = digits
                 .get(1)
                 .filter(|t| t.len() == 6)
-                .and_then(|t| NaiveDateTime::parse_from_str(&format!("{d}{t}"), "%Y%m%d%H%M%S").ok())
+                .and_then(|t| {
+                    NaiveDateTime::parse_from_str(&format!("{d}{t}"), "%Y%m%d%H%M%S").ok()
+                })
                 .unwrap_or_else(|| date.and_hms_opt(0, 0, 0).expect("midnight"));
             return Utc.from_utc_datetime(&time);
         }
     }
-    fs::metadata(path).and_then(|m| m.modified()).map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now())
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now())
 }
 
-fn legacy_entry(root: &Path, path: &Path, kind: BackupKind, legacy: LegacyFormat) -> Result<RepoEntry> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let id = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+fn legacy_entry(
+    root: &Path,
+    path: &Path,
+    kind: BackupKind,
+    legacy: LegacyFormat,
+) -> Result<RepoEntry> {
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let id = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned();
     Ok(RepoEntry {
         id,
         kind,
@@ -380,14 +484,17 @@ fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    let linked = fs::hard_link(&partial, path).with_context(|| format!("publishing {}", path.display()));
+    let linked =
+        fs::hard_link(&partial, path).with_context(|| format!("publishing {}", path.display()));
     let _ = fs::remove_file(&partial);
     linked?;
     sync_dir(path.parent().expect("has a parent"))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync directory {}", dir.display()))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync directory {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -398,26 +505,46 @@ mod tests {
     fn old_script_names_are_recognised() {
         let (k, f) = legacy_format("db_backup_20261201_020000.sql.gz.gpg").unwrap();
         assert_eq!(k, BackupKind::Db);
-        assert_eq!(f, LegacyFormat { format: ContentFormat::PlainSql, compression: Compression::Gzip, encrypted: true });
+        assert_eq!(
+            f,
+            LegacyFormat {
+                format: ContentFormat::PlainSql,
+                compression: Compression::Gzip,
+                encrypted: true
+            }
+        );
         let (k, f) = legacy_format("app_backup_20261201.tar.gz").unwrap();
         assert_eq!(k, BackupKind::App);
         assert!(!f.encrypted);
-        assert_eq!(legacy_format("config_backup_20261201.tar.gz.gpg").unwrap().0, BackupKind::Config);
+        assert_eq!(
+            legacy_format("config_backup_20261201.tar.gz.gpg")
+                .unwrap()
+                .0,
+            BackupKind::Config
+        );
         assert!(legacy_format("db_backup_x.txt").is_none());
         assert!(legacy_format("notes.txt").is_none());
     }
 
     #[test]
     fn legacy_time_reads_the_name() {
-        let t = legacy_time("db_backup_20261201_023000.sql.gz.gpg", Path::new("/nonexistent"));
+        let t = legacy_time(
+            "db_backup_20261201_023000.sql.gz.gpg",
+            Path::new("/nonexistent"),
+        );
         assert_eq!(t.to_rfc3339(), "2026-12-01T02:30:00+00:00");
     }
 
     #[test]
     fn ids_in_the_same_millisecond_differ_and_sort_by_time() {
         let now = Utc::now();
-        let ids: std::collections::HashSet<String> = (0..50).map(|_| LocalRepo::new_id(BackupKind::Db, now)).collect();
-        assert!(ids.len() > 45, "random suffix must separate same-instant ids");
+        let ids: std::collections::HashSet<String> = (0..50)
+            .map(|_| LocalRepo::new_id(BackupKind::Db, now))
+            .collect();
+        assert!(
+            ids.len() > 45,
+            "random suffix must separate same-instant ids"
+        );
         assert!(ids.iter().all(|i| i.starts_with("db-")));
     }
 }

@@ -57,7 +57,13 @@ pub fn user_relation_count(pg: &PgTarget, db: &str) -> Result<i64> {
 }
 
 /// Streams the decoded backup into `db` with pg_restore or psql.
-pub fn restore_db(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &str, opts: &DbRestoreOptions) -> Result<()> {
+pub fn restore_db(
+    entry: &RepoEntry,
+    crypto: &Crypto,
+    pg: &PgTarget,
+    db: &str,
+    opts: &DbRestoreOptions,
+) -> Result<()> {
     let format = entry.format();
     if opts.jobs > 1 && format == ContentFormat::PgDumpCustom {
         return restore_db_parallel(entry, crypto, pg, db, opts);
@@ -71,7 +77,9 @@ pub fn restore_db(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &str, o
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| crate::exit::could_not_start(format!("cannot start {}: {e}", tool_name(format))))?;
+        .map_err(|e| {
+            crate::exit::could_not_start(format!("cannot start {}: {e}", tool_name(format)))
+        })?;
     let dog = Watchdog::new(child.id(), pg.command_timeout);
     let stderr = capture_stderr(&mut child);
     let mut stdin = child.stdin.take().expect("piped");
@@ -89,12 +97,22 @@ pub fn restore_db(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &str, o
     };
     drop(stdin);
     let status = child.wait()?;
-    let err = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let err = stderr
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
     if dog.fired() {
-        bail!("{} did not finish within {}s (database.command_timeout_secs)", tool_name(format), pg.command_timeout.as_secs());
+        bail!(
+            "{} did not finish within {}s (database.command_timeout_secs)",
+            tool_name(format),
+            pg.command_timeout.as_secs()
+        );
     }
     if !status.success() {
-        bail!("{} into {} failed ({status}): {err}", tool_name(format), pg.describe(db));
+        bail!(
+            "{} into {} failed ({status}): {err}",
+            tool_name(format),
+            pg.describe(db)
+        );
     }
     decoded.context("reading the backup during restore")?;
     Ok(())
@@ -106,7 +124,9 @@ struct BrokenPipeIsEnd<W>(W);
 impl<W: Write> Write for BrokenPipeIsEnd<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.0.write(buf) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(io::Error::other("the restore tool stopped reading")),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                Err(io::Error::other("the restore tool stopped reading"))
+            }
             other => other,
         }
     }
@@ -122,7 +142,12 @@ fn tool_name(format: ContentFormat) -> &'static str {
     }
 }
 
-fn tool_for(format: ContentFormat, pg: &PgTarget, db: &str, opts: &DbRestoreOptions) -> Result<Command> {
+fn tool_for(
+    format: ContentFormat,
+    pg: &PgTarget,
+    db: &str,
+    opts: &DbRestoreOptions,
+) -> Result<Command> {
     match format {
         ContentFormat::PgDumpCustom => {
             let mut cmd = pg.tool("pg_restore");
@@ -145,17 +170,30 @@ fn tool_for(format: ContentFormat, pg: &PgTarget, db: &str, opts: &DbRestoreOpti
                 .args(["-f", "-"]);
             Ok(cmd)
         }
-        ContentFormat::Tar => bail!("a tar backup cannot be restored into a database; use --target-dir"),
+        ContentFormat::Tar => {
+            bail!("a tar backup cannot be restored into a database; use --target-dir")
+        }
     }
 }
 
-fn restore_db_parallel(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &str, opts: &DbRestoreOptions) -> Result<()> {
+fn restore_db_parallel(
+    entry: &RepoEntry,
+    crypto: &Crypto,
+    pg: &PgTarget,
+    db: &str,
+    opts: &DbRestoreOptions,
+) -> Result<()> {
     // pg_restore --jobs needs a seekable file: spool the plaintext dump, 0600, removed on drop.
     let spool = tempfile::Builder::new()
         .prefix("tuneton-restore-")
         .suffix(".dump")
         .tempfile_in(&opts.scratch_dir)
-        .with_context(|| format!("creating a spool file in {} (paths.scratch_dir)", opts.scratch_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "creating a spool file in {} (paths.scratch_dir)",
+                opts.scratch_dir.display()
+            )
+        })?;
     {
         let file = File::open(&entry.object_path)?;
         let mut progress = Progress::bytes(&format!("decrypt {}", entry.id), Some(entry.size));
@@ -172,13 +210,23 @@ fn restore_db_parallel(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget, db: &s
     cmd.arg(format!("--jobs={}", opts.jobs)).arg(spool.path());
     let out = crate::process::output_with_deadline(&mut cmd, pg.command_timeout, "pg_restore")?;
     if !out.status.success() {
-        bail!("pg_restore --jobs={} into {} failed ({}): {}", opts.jobs, pg.describe(db), out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "pg_restore --jobs={} into {} failed ({}): {}",
+            opts.jobs,
+            pg.describe(db),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
 /// Row counts after a restore, table by table, against the manifest.
-pub fn compare_rows(pg: &PgTarget, db: &str, expected: Option<&BTreeMap<String, i64>>) -> Result<Vec<TableComparison>> {
+pub fn compare_rows(
+    pg: &PgTarget,
+    db: &str,
+    expected: Option<&BTreeMap<String, i64>>,
+) -> Result<Vec<TableComparison>> {
     let mut c = pg.connect(db)?;
     let actual = count_rows(&mut c)?;
     let mut names: Vec<&String> = actual.keys().collect();
@@ -199,10 +247,22 @@ pub fn compare_rows(pg: &PgTarget, db: &str, expected: Option<&BTreeMap<String, 
 
 /// Extracts a tar backup into `target` through a staging directory beside it.
 /// An existing non-empty target is moved aside (never deleted) when `replace`.
-pub fn restore_dir(entry: &RepoEntry, crypto: &Crypto, target: &Path, replace: bool) -> Result<Option<PathBuf>> {
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn restore_dir(
+    entry: &RepoEntry,
+    crypto: &Crypto,
+    target: &Path,
+    replace: bool,
+) -> Result<Option<PathBuf>> {
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = target.file_name().ok_or_else(|| anyhow!("{} has no file name", target.display()))?.to_string_lossy().into_owned();
+    let name = target
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no file name", target.display()))?
+        .to_string_lossy()
+        .into_owned();
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.restore-"))
         .tempdir_in(parent)
@@ -212,31 +272,57 @@ pub fn restore_dir(entry: &RepoEntry, crypto: &Crypto, target: &Path, replace: b
     let (decoded, extracted) = std::thread::scope(|s| {
         let dec = s.spawn(move || {
             let mut progress = Progress::bytes(&format!("restore {}", entry.id), Some(entry.size));
-            decode(BufReader::with_capacity(1 << 20, file), entry.compression(), entry.encrypted(), crypto, writer, Some(&mut progress))
+            decode(
+                BufReader::with_capacity(1 << 20, file),
+                entry.compression(),
+                entry.encrypted(),
+                crypto,
+                writer,
+                Some(&mut progress),
+            )
         });
         let extracted = crate::archive::extract_tar(&mut reader, staging.path());
         let _ = io::copy(&mut reader, &mut io::sink());
         drop(reader);
-        (dec.join().map_err(|_| anyhow!("decoder thread panicked")), extracted)
+        (
+            dec.join().map_err(|_| anyhow!("decoder thread panicked")),
+            extracted,
+        )
     });
     decoded?.context("reading the backup")?;
     let stats = extracted.context("extracting the archive")?;
-    log::info!("extracted {} entries ({} bytes of file data)", stats.entries, stats.bytes);
+    log::info!(
+        "extracted {} entries ({} bytes of file data)",
+        stats.entries,
+        stats.bytes
+    );
     let mut moved_aside = None;
     if target.exists() {
         let non_empty = std::fs::read_dir(target)?.next().is_some();
         if !non_empty {
             std::fs::remove_dir(target)?;
         } else if !replace {
-            bail!("{} is not empty; pass --clean to move it aside and restore in its place", target.display());
+            bail!(
+                "{} is not empty; pass --clean to move it aside and restore in its place",
+                target.display()
+            );
         } else {
-            let aside = parent.join(format!("{name}.pre-restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
-        std::fs::rename(target, &aside).with_context(|| format!("moving {} aside", target.display()))?;
-        log::info!("moved the existing {} aside to {}", target.display(), aside.display());
+            let aside = parent.join(format!(
+                "{name}.pre-restore-{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            ));
+            std::fs::rename(target, &aside)
+                .with_context(|| format!("moving {} aside", target.display()))?;
+            log::info!(
+                "moved the existing {} aside to {}",
+                target.display(),
+                aside.display()
+            );
             moved_aside = Some(aside);
         }
     }
     let staged = staging.keep();
-    std::fs::rename(&staged, target).with_context(|| format!("moving the restored tree into {}", target.display()))?;
+    std::fs::rename(&staged, target)
+        .with_context(|| format!("moving the restored tree into {}", target.display()))?;
     Ok(moved_aside)
 }

@@ -33,8 +33,18 @@ pub struct HashingReader<'a, R> {
 }
 
 impl<'a, R: Read> HashingReader<'a, R> {
-    pub fn new(inner: R, hasher: &'a mut Sha256, count: &'a mut u64, progress: Option<&'a mut Progress>) -> Self {
-        HashingReader { inner, hasher, count, progress }
+    pub fn new(
+        inner: R,
+        hasher: &'a mut Sha256,
+        count: &'a mut u64,
+        progress: Option<&'a mut Progress>,
+    ) -> Self {
+        HashingReader {
+            inner,
+            hasher,
+            count,
+            progress,
+        }
     }
 }
 
@@ -59,7 +69,11 @@ pub struct HashingWriter<'a, W> {
 
 impl<'a, W: Write> HashingWriter<'a, W> {
     pub fn new(inner: W, hasher: &'a mut Sha256, count: &'a mut u64) -> Self {
-        HashingWriter { inner, hasher, count }
+        HashingWriter {
+            inner,
+            hasher,
+            count,
+        }
     }
 }
 
@@ -101,15 +115,18 @@ impl CompressionSpec {
     fn reader<'r, R: Read + Send + 'r>(&self, inner: R) -> Result<Box<dyn Read + Send + 'r>> {
         Ok(match self.kind {
             Compression::Zstd => {
-                let mut enc = zstd::stream::read::Encoder::new(inner, self.level()).context("starting zstd")?;
+                let mut enc = zstd::stream::read::Encoder::new(inner, self.level())
+                    .context("starting zstd")?;
                 if self.threads > 0 {
-                    enc.multithread(self.threads).context("zstd worker threads")?;
+                    enc.multithread(self.threads)
+                        .context("zstd worker threads")?;
                 }
                 Box::new(enc)
             }
-            Compression::Gzip => {
-                Box::new(flate2::read::GzEncoder::new(inner, flate2::Compression::new(self.level() as u32)))
-            }
+            Compression::Gzip => Box::new(flate2::read::GzEncoder::new(
+                inner,
+                flate2::Compression::new(self.level() as u32),
+            )),
             Compression::None => Box::new(inner),
         })
     }
@@ -215,9 +232,9 @@ pub fn decode<R: Read + Send, W: Write + Send>(
         } else {
             io::copy(&mut input, &mut decompressor).context("reading the stored object")?;
         }
-        let mut plain = decompressor
-            .finish()
-            .with_context(|| format!("decompressing ({compression:?}): stream is truncated or corrupt"))?;
+        let mut plain = decompressor.finish().with_context(|| {
+            format!("decompressing ({compression:?}): stream is truncated or corrupt")
+        })?;
         plain.flush()?;
         // Anything after the compressed stream is still part of the stored bytes.
         io::copy(&mut input, &mut io::sink())?;
@@ -244,16 +261,25 @@ mod tests {
     use crate::config::{EncryptionConfig, EncryptionMode};
 
     fn plain_crypto() -> Crypto {
-        let cfg = EncryptionConfig { mode: EncryptionMode::None, ..Default::default() };
+        let cfg = EncryptionConfig {
+            mode: EncryptionMode::None,
+            ..Default::default()
+        };
         Crypto::for_encrypt(&cfg).unwrap()
     }
 
     #[test]
     fn round_trip_each_compression_without_encryption() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let crypto = plain_crypto();
         for kind in [Compression::Zstd, Compression::Gzip, Compression::None] {
-            let spec = CompressionSpec { kind, level: None, threads: 0 };
+            let spec = CompressionSpec {
+                kind,
+                level: None,
+                threads: 0,
+            };
             let mut stored = Vec::new();
             let enc = encode(&data[..], spec, &crypto, &mut stored, None).unwrap();
             assert_eq!(enc.stored_size, stored.len() as u64);
@@ -269,10 +295,22 @@ mod tests {
     fn truncated_zstd_is_an_error() {
         let crypto = plain_crypto();
         let data = vec![7u8; 100_000];
-        let spec = CompressionSpec { kind: Compression::Zstd, level: None, threads: 0 };
+        let spec = CompressionSpec {
+            kind: Compression::Zstd,
+            level: None,
+            threads: 0,
+        };
         let mut stored = Vec::new();
         encode(&data[..], spec, &crypto, &mut stored, None).unwrap();
         stored.truncate(stored.len() - 3);
-        assert!(decode(&stored[..], Compression::Zstd, false, &crypto, io::sink(), None).is_err());
+        assert!(decode(
+            &stored[..],
+            Compression::Zstd,
+            false,
+            &crypto,
+            io::sink(),
+            None
+        )
+        .is_err());
     }
 }

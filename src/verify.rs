@@ -61,17 +61,39 @@ pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Verify
     }
     if let Some(m) = &entry.manifest {
         let want = &m.digests;
-        if problems.is_empty() || digests.stored_size > 0 {
+        if digests.stored_size == 0 && !problems.is_empty() {
+            // Decryption stopped early: hash the stored bytes on their own, so a damaged
+            // file is told apart from a wrong passphrase or key.
+            match File::open(&entry.object_path)
+                .map(BufReader::new)
+                .and_then(|f| crate::stream::sha256_of(f, None))
+            {
+                Ok((sha, _)) if sha != want.stored_sha256 => problems.insert(
+                    0,
+                    format!(
+                        "sha256 of stored bytes is {sha}, manifest says {}: the file is damaged",
+                        want.stored_sha256
+                    ),
+                ),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("reading {}: {e}", entry.object_path.display())),
+            }
+        } else {
             if digests.stored_sha256 != want.stored_sha256 {
                 problems.push(format!(
                     "sha256 of stored bytes is {}, manifest says {}",
                     digests.stored_sha256, want.stored_sha256
                 ));
             }
-            if digests.content_size != want.content_size || digests.content_sha256 != want.content_sha256 {
+            if digests.content_size != want.content_size
+                || digests.content_sha256 != want.content_sha256
+            {
                 problems.push(format!(
                     "decrypted content is {} bytes sha256 {}, manifest says {} bytes sha256 {}",
-                    digests.content_size, digests.content_sha256, want.content_size, want.content_sha256
+                    digests.content_size,
+                    digests.content_sha256,
+                    want.content_size,
+                    want.content_sha256
                 ));
             }
         }
@@ -95,9 +117,14 @@ fn read_through(
     crypto: &Crypto,
     pg: &PgTarget,
 ) -> Result<(StreamDigests, Option<String>, Vec<String>)> {
-    let file = File::open(&entry.object_path).with_context(|| format!("opening {}", entry.object_path.display()))?;
+    let file = File::open(&entry.object_path)
+        .with_context(|| format!("opening {}", entry.object_path.display()))?;
     let (mut reader, writer) = io::pipe()?;
-    let expected_tables = entry.manifest.as_ref().and_then(|m| m.database.as_ref()).map(|d| &d.tables);
+    let expected_tables = entry
+        .manifest
+        .as_ref()
+        .and_then(|m| m.database.as_ref())
+        .map(|d| &d.tables);
     std::thread::scope(|s| {
         let decoder = s.spawn(move || {
             let mut progress = Progress::bytes(&format!("verify {}", entry.id), Some(entry.size));
@@ -113,14 +140,20 @@ fn read_through(
         let mut problems = Vec::new();
         let structure = match entry.format() {
             ContentFormat::PgDumpCustom => check_pg_custom(&mut reader, pg, expected_tables),
-            ContentFormat::Tar => crate::archive::list_tar(&mut reader)
-                .map(|st| format!("tar: {} entries, {} bytes of file data", st.entries, st.bytes)),
+            ContentFormat::Tar => crate::archive::list_tar(&mut reader).map(|st| {
+                format!(
+                    "tar: {} entries, {} bytes of file data",
+                    st.entries, st.bytes
+                )
+            }),
             ContentFormat::PlainSql => check_plain_sql(&mut reader),
         };
         // Read whatever the check left, so the decoder always reaches the end.
         let _ = io::copy(&mut reader, &mut io::sink());
         drop(reader);
-        let decoded = decoder.join().map_err(|_| anyhow!("decoder thread panicked"))?;
+        let decoded = decoder
+            .join()
+            .map_err(|_| anyhow!("decoder thread panicked"))?;
         let digests = match decoded {
             Ok(d) => d,
             Err(e) => {
@@ -181,28 +214,48 @@ fn check_pg_custom(
     drop(stdin);
     let status = child.wait()?;
     let listing = out_thread.join().unwrap_or_default();
-    let err = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let err = stderr
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
     if dog.fired() {
-        bail!("pg_restore --list did not finish within {}s", pg.command_timeout.as_secs());
+        bail!(
+            "pg_restore --list did not finish within {}s",
+            pg.command_timeout.as_secs()
+        );
     }
     if !status.success() {
         bail!("pg_restore --list cannot read the dump ({status}): {err}");
     }
-    let entries: Vec<&str> = listing.lines().filter(|l| !l.trim().is_empty() && !l.starts_with(';')).collect();
+    let entries: Vec<&str> = listing
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .collect();
     let data: BTreeSet<String> = entries
         .iter()
         .filter_map(|l| {
             let t: Vec<&str> = l.split_whitespace().collect();
-            (t.len() >= 7 && t[3] == "TABLE" && t[4] == "DATA").then(|| format!("{}.{}", t[5], t[6]))
+            (t.len() >= 7 && t[3] == "TABLE" && t[4] == "DATA")
+                .then(|| format!("{}.{}", t[5], t[6]))
         })
         .collect();
     if let Some(expected) = expected {
-        let missing: Vec<&String> = expected.keys().filter(|t| !data.contains(*t) && !t.contains(' ')).collect();
+        let missing: Vec<&String> = expected
+            .keys()
+            .filter(|t| !data.contains(*t) && !t.contains(' '))
+            .collect();
         if !missing.is_empty() {
-            bail!("table of contents has no data for {} table(s) the manifest lists: {:?}", missing.len(), missing);
+            bail!(
+                "table of contents has no data for {} table(s) the manifest lists: {:?}",
+                missing.len(),
+                missing
+            );
         }
     }
-    Ok(format!("pg_restore --list: {} TOC entries, {} with table data", entries.len(), data.len()))
+    Ok(format!(
+        "pg_restore --list: {} TOC entries, {} with table data",
+        entries.len(),
+        data.len()
+    ))
 }
 
 /// A plain pg_dump SQL script must start with its header and end with its completion marker.
@@ -242,9 +295,13 @@ fn check_plain_sql(reader: &mut impl Read) -> Result<String> {
 pub fn check_before_restore(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Result<()> {
     match &entry.manifest {
         Some(m) => {
-            let file = File::open(&entry.object_path).with_context(|| format!("opening {}", entry.object_path.display()))?;
+            let file = File::open(&entry.object_path)
+                .with_context(|| format!("opening {}", entry.object_path.display()))?;
             let mut progress = Progress::bytes(&format!("checksum {}", entry.id), Some(entry.size));
-            let (sha, size) = crate::stream::sha256_of(BufReader::with_capacity(1 << 20, file), Some(&mut progress))?;
+            let (sha, size) = crate::stream::sha256_of(
+                BufReader::with_capacity(1 << 20, file),
+                Some(&mut progress),
+            )?;
             if size != m.digests.stored_size || sha != m.digests.stored_sha256 {
                 bail!(
                     "{} does not match its manifest (size {size} vs {}, sha256 {sha} vs {}); refusing to restore a damaged backup",

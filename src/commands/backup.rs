@@ -20,7 +20,9 @@ use crate::config::Compression;
 use crate::crypto::Crypto;
 use crate::db::{count_rows, ExportedSnapshot, PgTarget};
 use crate::exit::ExitCode;
-use crate::manifest::{host_name, BackupKind, BackupManifest, ContentFormat, DatabaseInfo, MANIFEST_VERSION};
+use crate::manifest::{
+    host_name, BackupKind, BackupManifest, ContentFormat, DatabaseInfo, MANIFEST_VERSION,
+};
 use crate::process::{capture_stderr, Watchdog};
 use crate::progress::{human_bytes, Progress};
 use crate::repo::{LocalRepo, PendingObject};
@@ -94,7 +96,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         let mut lines = Vec::new();
         for k in &kinds {
             let source = match k {
-                BackupKind::Db => format!("database {}", PgTarget::from_config(&cfg.database).describe(&cfg.database.name)),
+                BackupKind::Db => format!(
+                    "database {}",
+                    PgTarget::from_config(&cfg.database).describe(&cfg.database.name)
+                ),
                 BackupKind::App => format!("directory {}", cfg.paths.app_dir.display()),
                 BackupKind::Config => format!("directory {}", cfg.paths.config_dir.display()),
             };
@@ -110,19 +115,28 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         if !args.no_retention && cfg.retention.enabled && cfg.repository.path.is_dir() {
             let repo = LocalRepo::open(&cfg.repository.path)?;
             for k in &kinds {
-                for d in super::backups::retention_plan(&repo, *k, &cfg.retention)?.iter().filter(|d| !d.keep) {
+                for d in super::backups::retention_plan(&repo, *k, &cfg.retention)?
+                    .iter()
+                    .filter(|d| !d.keep)
+                {
                     lines.push(format!("would delete {} ({})", d.id, d.reasons.join(", ")));
                 }
             }
         }
-        ctx.emit(&json!({"dry_run": true, "actions": lines}), &lines.join("\n"));
+        ctx.emit(
+            &json!({"dry_run": true, "actions": lines}),
+            &lines.join("\n"),
+        );
         return Ok(ExitCode::Success);
     }
 
     let crypto = Crypto::for_encrypt(&cfg.encryption)?;
     let repo = LocalRepo::create(&cfg.repository.path)?;
     for p in repo.clean_partials()? {
-        log::warn!("removed unfinished file from an interrupted run: {}", p.display());
+        log::warn!(
+            "removed unfinished file from an interrupted run: {}",
+            p.display()
+        );
     }
 
     let mut code = ExitCode::Success;
@@ -193,7 +207,12 @@ fn begin(repo: &LocalRepo, kind: BackupKind, suffix: &str) -> Result<PendingObje
         let id = LocalRepo::new_id(kind, Utc::now());
         match repo.begin(kind, &id, suffix) {
             Ok(p) => return Ok(p),
-            Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) => continue,
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         }
     }
@@ -201,7 +220,11 @@ fn begin(repo: &LocalRepo, kind: BackupKind, suffix: &str) -> Result<PendingObje
 }
 
 fn object_suffix(format: ContentFormat, spec: CompressionSpec, crypto: &Crypto) -> String {
-    let gpg = if crypto.info().is_encrypted() { ".gpg" } else { "" };
+    let gpg = if crypto.info().is_encrypted() {
+        ".gpg"
+    } else {
+        ""
+    };
     format!("{}{}{gpg}", format.suffix(), spec.suffix())
 }
 
@@ -221,7 +244,12 @@ fn manifest_for(
         compression: spec.kind,
         compression_level: spec.level(),
         encryption: crypto.info(),
-        object: pending.final_path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        object: pending
+            .final_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         digests,
         started_at,
         finished_at: Utc::now(),
@@ -234,16 +262,29 @@ fn manifest_for(
 
 /// pg_dump (custom format, no compression of its own) in an exported snapshot,
 /// with exact row counts taken in that same snapshot while the dump streams.
-fn backup_db(ctx: &Ctx, repo: &LocalRepo, crypto: &Crypto, spec: CompressionSpec) -> Result<(std::path::PathBuf, BackupManifest)> {
+fn backup_db(
+    ctx: &Ctx,
+    repo: &LocalRepo,
+    crypto: &Crypto,
+    spec: CompressionSpec,
+) -> Result<(std::path::PathBuf, BackupManifest)> {
     let cfg = ctx.config();
     let target = PgTarget::from_config(&cfg.database);
     let db = &cfg.database.name;
     let pg_dump_version = target.tool_version("pg_dump")?;
     let started_at = Utc::now();
     let mut snapshot = ExportedSnapshot::begin(&target, db)?;
-    log::debug!("exported snapshot {} (server {})", snapshot.id, snapshot.server_version);
+    log::debug!(
+        "exported snapshot {} (server {})",
+        snapshot.id,
+        snapshot.server_version
+    );
 
-    let mut pending = begin(repo, BackupKind::Db, &object_suffix(ContentFormat::PgDumpCustom, spec, crypto))?;
+    let mut pending = begin(
+        repo,
+        BackupKind::Db,
+        &object_suffix(ContentFormat::PgDumpCustom, spec, crypto),
+    )?;
     let mut child = target
         .tool("pg_dump")
         .args(["--format=custom", "--compress=0", "--no-sync"])
@@ -258,15 +299,38 @@ fn backup_db(ctx: &Ctx, repo: &LocalRepo, crypto: &Crypto, spec: CompressionSpec
     let stderr = capture_stderr(&mut child);
     let stdout = child.stdout.take().expect("piped");
 
-    let (encoded, counts) = std::thread::scope(|s| {
+    let cancel = snapshot.client.cancel_token();
+    let (encoded, status, counts) = std::thread::scope(|s| {
         let client = &mut snapshot.client;
         let counter = s.spawn(move || count_rows(client));
         let mut progress = Progress::bytes("pg_dump", None);
-        let encoded = encode(stdout, spec, crypto, BufWriter::with_capacity(1 << 20, &mut pending.file), Some(&mut progress));
-        (encoded, counter.join().map_err(|_| anyhow!("row counting thread panicked")))
+        let encoded = encode(
+            stdout,
+            spec,
+            crypto,
+            BufWriter::with_capacity(1 << 20, &mut pending.file),
+            Some(&mut progress),
+        );
+        if encoded.is_err() {
+            let _ = child.kill(); // it may be blocked on a lock and never notice the closed pipe
+        }
+        let status = child.wait();
+        if encoded.is_err() || !status.as_ref().is_ok_and(|s| s.success()) {
+            // The dump is lost anyway: do not wait for the counts (they may be stuck behind the same lock).
+            let _ = cancel.cancel_query(postgres::NoTls);
+        }
+        (
+            encoded,
+            status,
+            counter
+                .join()
+                .map_err(|_| anyhow!("row counting thread panicked")),
+        )
     });
-    let status = child.wait().context("waiting for pg_dump")?;
-    let pg_err = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let status = status.context("waiting for pg_dump")?;
+    let pg_err = stderr
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
     if dog.fired() {
         bail!(
             "pg_dump did not finish within {}s (database.command_timeout_secs) and was killed; nothing was published",
@@ -274,14 +338,26 @@ fn backup_db(ctx: &Ctx, repo: &LocalRepo, crypto: &Crypto, spec: CompressionSpec
         );
     }
     if !status.success() {
-        bail!("pg_dump failed ({status}) for {}: {pg_err}; nothing was published", target.describe(db));
+        bail!(
+            "pg_dump failed ({status}) for {}: {pg_err}; nothing was published",
+            target.describe(db)
+        );
     }
     let digests = encoded.context("writing the encrypted dump")?;
     let tables = counts?.context("counting rows in the dump's snapshot")?;
     let (snapshot_id, server_version) = (snapshot.id.clone(), snapshot.server_version.clone());
-    snapshot.finish().context("closing the snapshot transaction")?;
+    snapshot
+        .finish()
+        .context("closing the snapshot transaction")?;
 
-    let mut manifest = manifest_for(&pending, ContentFormat::PgDumpCustom, spec, crypto, digests, started_at);
+    let mut manifest = manifest_for(
+        &pending,
+        ContentFormat::PgDumpCustom,
+        spec,
+        crypto,
+        digests,
+        started_at,
+    );
     manifest.database = Some(DatabaseInfo {
         name: db.clone(),
         server_version,
@@ -305,7 +381,11 @@ fn backup_dir(
         bail!(
             "{} is not a directory (paths.{}_dir); nothing was published",
             dir.display(),
-            if kind == BackupKind::App { "app" } else { "config" }
+            if kind == BackupKind::App {
+                "app"
+            } else {
+                "config"
+            }
         );
     }
     let started_at = Utc::now();
@@ -314,13 +394,34 @@ fn backup_dir(
     let (encoded, tarred) = std::thread::scope(|s| {
         let tar = s.spawn(move || crate::archive::write_tar(dir, writer));
         let mut progress = Progress::bytes(&format!("tar {}", dir.display()), None);
-        let encoded = encode(reader, spec, crypto, BufWriter::with_capacity(1 << 20, &mut pending.file), Some(&mut progress));
-        (encoded, tar.join().map_err(|_| anyhow!("tar thread panicked")))
+        let encoded = encode(
+            reader,
+            spec,
+            crypto,
+            BufWriter::with_capacity(1 << 20, &mut pending.file),
+            Some(&mut progress),
+        );
+        (
+            encoded,
+            tar.join().map_err(|_| anyhow!("tar thread panicked")),
+        )
     });
-    let stats = tarred?.with_context(|| format!("archiving {}; nothing was published", dir.display()))?;
+    let stats =
+        tarred?.with_context(|| format!("archiving {}; nothing was published", dir.display()))?;
     let digests = encoded.context("writing the encrypted archive")?;
-    log::debug!("archived {} entries, {} of file data", stats.entries, human_bytes(stats.bytes));
-    let mut manifest = manifest_for(&pending, ContentFormat::Tar, spec, crypto, digests, started_at);
+    log::debug!(
+        "archived {} entries, {} of file data",
+        stats.entries,
+        human_bytes(stats.bytes)
+    );
+    let mut manifest = manifest_for(
+        &pending,
+        ContentFormat::Tar,
+        spec,
+        crypto,
+        digests,
+        started_at,
+    );
     manifest.source_dir = Some(dir.display().to_string());
     let path = repo.publish(pending, &manifest)?;
     Ok((path, manifest))

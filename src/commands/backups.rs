@@ -48,11 +48,17 @@ pub fn run(ctx: &Ctx, cmd: BackupsCommand) -> Result<ExitCode> {
 fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
     let repo = LocalRepo::open(&ctx.config().repository.path)?;
     let (entries, warnings) = repo.list()?;
-    let entries: Vec<_> = entries.into_iter().filter(|e| args.kind.is_none_or(|k| e.kind == k)).collect();
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|e| args.kind.is_none_or(|k| e.kind == k))
+        .collect();
     for w in &warnings {
         log::warn!("{w}");
     }
-    let mut text = format!("{:<40} {:<7} {:<20} {:>10}  {}\n", "ID", "KIND", "TIME (UTC)", "SIZE", "STATE");
+    let mut text = format!(
+        "{:<40} {:<7} {:<20} {:>10}  {}\n",
+        "ID", "KIND", "TIME (UTC)", "SIZE", "STATE"
+    );
     for e in &entries {
         text.push_str(&format!(
             "{:<40} {:<7} {:<20} {:>10}  {}\n",
@@ -76,28 +82,46 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
             })
         })
         .collect();
-    ctx.emit(&json!({"repository": repo.root, "backups": json_entries, "warnings": warnings}), &text);
+    ctx.emit(
+        &json!({"repository": repo.root, "backups": json_entries, "warnings": warnings}),
+        &text,
+    );
     Ok(ExitCode::Success)
 }
 
 /// The retention decisions for one kind (managed backups only; old-script files are never touched).
-pub fn retention_plan(repo: &LocalRepo, kind: BackupKind, policy: &RetentionConfig) -> Result<Vec<Decision>> {
+pub fn retention_plan(
+    repo: &LocalRepo,
+    kind: BackupKind,
+    policy: &RetentionConfig,
+) -> Result<Vec<Decision>> {
     let (entries, _) = repo.list()?;
     let candidates: Vec<Candidate> = entries
         .iter()
         .filter(|e| e.kind == kind && e.legacy.is_none())
-        .map(|e| Candidate { id: e.id.clone(), time: e.time, verified: e.is_verified() })
+        .map(|e| Candidate {
+            id: e.id.clone(),
+            time: e.time,
+            verified: e.is_verified(),
+        })
         .collect();
     Ok(plan(&candidates, policy, Utc::now()))
 }
 
 /// Deletes what the policy does not keep; returns the ids deleted (or that would be, with `dry_run`).
-pub fn apply_retention(repo: &LocalRepo, kind: BackupKind, policy: &RetentionConfig, dry_run: bool) -> Result<Vec<String>> {
+pub fn apply_retention(
+    repo: &LocalRepo,
+    kind: BackupKind,
+    policy: &RetentionConfig,
+    dry_run: bool,
+) -> Result<Vec<String>> {
     let decisions = retention_plan(repo, kind, policy)?;
     let (entries, _) = repo.list()?;
     let mut deleted = Vec::new();
     for d in decisions.iter().filter(|d| !d.keep) {
-        let Some(entry) = entries.iter().find(|e| e.id == d.id) else { continue };
+        let Some(entry) = entries.iter().find(|e| e.id == d.id) else {
+            continue;
+        };
         if dry_run {
             log::info!("would delete {} ({})", d.id, d.reasons.join(", "));
         } else {
@@ -112,7 +136,10 @@ pub fn apply_retention(repo: &LocalRepo, kind: BackupKind, policy: &RetentionCon
 fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let repo = LocalRepo::open(&cfg.repository.path)?;
-    let kinds = args.kind.map(|k| vec![k]).unwrap_or_else(|| BackupKind::ALL.to_vec());
+    let kinds = args
+        .kind
+        .map(|k| vec![k])
+        .unwrap_or_else(|| BackupKind::ALL.to_vec());
     let mut report = Vec::new();
     let mut text = String::new();
     for kind in kinds {
@@ -124,10 +151,17 @@ fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
                 (false, true) => "would delete",
                 (false, false) => "deleted",
             };
-            text.push_str(&format!("{action:<13} {}  ({})\n", d.id, d.reasons.join(", ")));
+            text.push_str(&format!(
+                "{action:<13} {}  ({})\n",
+                d.id,
+                d.reasons.join(", ")
+            ));
         }
         report.push(json!({"kind": kind, "decisions": decisions, "deleted": deleted}));
     }
-    ctx.emit(&json!({"dry_run": ctx.global.dry_run, "kinds": report}), &text);
+    ctx.emit(
+        &json!({"dry_run": ctx.global.dry_run, "kinds": report}),
+        &text,
+    );
     Ok(ExitCode::Success)
 }

@@ -32,21 +32,39 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<ExitCode> {
                     other => other.to_string(),
                 };
                 text.push_str(&format!("{key} = {shown}    # {source}\n"));
-                map.insert(key.clone(), json!({"value": value, "source": source.to_string()}));
+                map.insert(
+                    key.clone(),
+                    json!({"value": value, "source": source.to_string()}),
+                );
             }
             ctx.emit(&json!({"file": s.file, "settings": map}), &text);
             Ok(ExitCode::Success)
         }
         ConfigCommand::Check => {
             let problems = s.validate();
-            let origin = s.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults)".into());
+            let origin = s
+                .file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(defaults)".into());
             let text = if problems.is_empty() {
                 format!("{origin}: OK")
             } else {
-                format!("{origin}: {} problem(s)\n  {}", problems.len(), problems.join("\n  "))
+                format!(
+                    "{origin}: {} problem(s)\n  {}",
+                    problems.len(),
+                    problems.join("\n  ")
+                )
             };
-            ctx.emit(&json!({"file": s.file, "ok": problems.is_empty(), "problems": problems}), &text);
-            Ok(if problems.is_empty() { ExitCode::Success } else { ExitCode::CouldNotStart })
+            ctx.emit(
+                &json!({"file": s.file, "ok": problems.is_empty(), "problems": problems}),
+                &text,
+            );
+            Ok(if problems.is_empty() {
+                ExitCode::Success
+            } else {
+                ExitCode::CouldNotStart
+            })
         }
     }
 }

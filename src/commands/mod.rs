@@ -34,7 +34,11 @@ impl Ctx {
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not an error worth a panic.
         let _ = if self.global.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(json).unwrap_or_default())
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(json).unwrap_or_default()
+            )
         } else if !text.is_empty() {
             writeln!(out, "{}", text.trim_end())
         } else {
@@ -48,7 +52,9 @@ impl Ctx {
             return Ok(());
         }
         if !std::io::stdin().is_terminal() {
-            return Err(could_not_start(format!("{question}: confirmation needed; pass --yes to proceed")));
+            return Err(could_not_start(format!(
+                "{question}: confirmation needed; pass --yes to proceed"
+            )));
         }
         eprint!("{question} [y/N] ");
         let mut answer = String::new();
@@ -74,7 +80,11 @@ pub fn run(cli: Cli) -> ExitCode {
             log::error!("{err:#}");
             if global.json {
                 let doc = serde_json::json!({"ok": false, "exit_code": code.code(), "job": job, "error": format!("{err:#}")});
-                let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    serde_json::to_string_pretty(&doc).unwrap_or_default()
+                );
             }
             code
         }
@@ -91,16 +101,28 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     let settings = Settings::load(&cli.global)?;
     if let Command::Config(cmd) = cli.command {
-        let ctx = Ctx { global: cli.global, settings };
+        let ctx = Ctx {
+            global: cli.global,
+            settings,
+        };
         return config::run(&ctx, cmd);
     }
     settings.require_valid()?;
-    let ctx = Ctx { global: cli.global, settings };
-    let mutating = !matches!(cli.command, Command::Backups(backups::BackupsCommand::List(_)));
+    let ctx = Ctx {
+        global: cli.global,
+        settings,
+    };
+    let mutating = !matches!(
+        cli.command,
+        Command::Backups(backups::BackupsCommand::List(_))
+    );
     let _lock = if mutating {
         let log_dir = &ctx.config().paths.log_dir;
         crate::joblog::open_job_log(log_dir, job).map_err(|e| {
-            could_not_start(format!("cannot open the job log in {} (paths.log_dir): {e}", log_dir.display()))
+            could_not_start(format!(
+                "cannot open the job log in {} (paths.log_dir): {e}",
+                log_dir.display()
+            ))
         })?;
         Some(JobLock::acquire(&ctx.config().paths.run_dir, job)?)
     } else {
@@ -115,11 +137,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Backups(cmd) => backups::run(&ctx, cmd),
         Command::VerifyBackup(args) => verify_backup::run(&ctx, args),
         Command::Restore(args) => restore::run(&ctx, args),
-        Command::Config(_) | Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+        Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
     };
     if let Ok(code) = &result {
         if mutating {
-            log::info!("{job} finished: {code} ({:.1}s)", started.elapsed().as_secs_f64());
+            log::info!(
+                "{job} finished: {code} ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     result

@@ -16,7 +16,9 @@ use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
 use crate::manifest::BackupKind;
 use crate::repo::LocalRepo;
-use crate::restorer::{compare_rows, restore_db, restore_dir, user_relation_count, DbRestoreOptions};
+use crate::restorer::{
+    compare_rows, restore_db, restore_dir, user_relation_count, DbRestoreOptions,
+};
 use crate::verify::check_before_restore;
 
 #[derive(Debug, Args)]
@@ -47,23 +49,44 @@ pub struct RestoreArgs {
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let repo = LocalRepo::open(&cfg.repository.path)?;
-    let kind = args.kind.or(if args.target_dir.is_some() && args.id == "latest" { Some(BackupKind::App) } else { None });
+    let kind = args
+        .kind
+        .or(if args.target_dir.is_some() && args.id == "latest" {
+            Some(BackupKind::App)
+        } else {
+            None
+        });
     let entry = repo.find(&args.id, kind)?;
     let pg = PgTarget::from_config(&cfg.database);
     match entry.kind {
         BackupKind::Db => {
             let Some(db) = args.target_db.clone() else {
-                return Err(could_not_start(format!("{} is a database backup: pass --target-db NAME", entry.id)));
+                return Err(could_not_start(format!(
+                    "{} is a database backup: pass --target-db NAME",
+                    entry.id
+                )));
             };
             let exists = pg.database_exists(&db)?;
-            let relations = if exists { user_relation_count(&pg, &db)? } else { 0 };
+            let relations = if exists {
+                user_relation_count(&pg, &db)?
+            } else {
+                0
+            };
             let plan = format!(
                 "restore {} ({}) into database {} ({}), {}",
                 entry.id,
                 entry.object_path.display(),
                 pg.describe(&db),
-                if !exists { "will be created".to_string() } else { format!("exists, {relations} relations") },
-                if args.clean { "dropping existing objects first" } else { "into an empty database" }
+                if !exists {
+                    "will be created".to_string()
+                } else {
+                    format!("exists, {relations} relations")
+                },
+                if args.clean {
+                    "dropping existing objects first"
+                } else {
+                    "into an empty database"
+                }
             );
             if relations > 0 && !args.clean {
                 return Err(could_not_start(format!(
@@ -71,11 +94,17 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                 )));
             }
             if ctx.global.dry_run {
-                ctx.emit(&json!({"dry_run": true, "actions": [format!("would {plan}")]}), &format!("would {plan}"));
+                ctx.emit(
+                    &json!({"dry_run": true, "actions": [format!("would {plan}")]}),
+                    &format!("would {plan}"),
+                );
                 return Ok(ExitCode::Success);
             }
             if relations > 0 {
-                ctx.confirm(&format!("Replace the contents of database {db} with backup {}?", entry.id))?;
+                ctx.confirm(&format!(
+                    "Replace the contents of database {db} with backup {}?",
+                    entry.id
+                ))?;
             }
             let crypto = Crypto::for_decrypt(&cfg.encryption)?;
             log::info!("checking {} before restoring", entry.id);
@@ -99,28 +128,58 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                 }
                 return Err(e);
             }
-            let expected = entry.manifest.as_ref().and_then(|m| m.database.as_ref()).map(|d| &d.tables);
+            let expected = entry
+                .manifest
+                .as_ref()
+                .and_then(|m| m.database.as_ref())
+                .map(|d| &d.tables);
             let rows = compare_rows(&pg, &db, expected)?;
-            let mismatches: Vec<_> = rows.iter().filter(|r| expected.is_some() && !r.matches()).collect();
-            let mut text = format!("restored {} into {db}\n{:<40} {:>12} {:>12}\n", entry.id, "table", "manifest", "restored");
+            let mismatches: Vec<_> = rows
+                .iter()
+                .filter(|r| expected.is_some() && !r.matches())
+                .collect();
+            let mut text = format!(
+                "restored {} into {db}\n{:<40} {:>12} {:>12}\n",
+                entry.id, "table", "manifest", "restored"
+            );
             for r in &rows {
                 let f = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-                let mark = if expected.is_some() && !r.matches() { "  MISMATCH" } else { "" };
-                text.push_str(&format!("{:<40} {:>12} {:>12}{mark}\n", r.table, f(r.expected), f(r.restored)));
+                let mark = if expected.is_some() && !r.matches() {
+                    "  MISMATCH"
+                } else {
+                    ""
+                };
+                text.push_str(&format!(
+                    "{:<40} {:>12} {:>12}{mark}\n",
+                    r.table,
+                    f(r.expected),
+                    f(r.restored)
+                ));
             }
             ctx.emit(
                 &json!({"ok": mismatches.is_empty(), "id": entry.id, "target_db": db, "tables": rows}),
                 &text,
             );
             if !mismatches.is_empty() {
-                bail!("{} table(s) differ from the manifest after the restore", mismatches.len());
+                bail!(
+                    "{} table(s) differ from the manifest after the restore",
+                    mismatches.len()
+                );
             }
-            log::info!("restore of {} into {db} complete: {} tables match the manifest", entry.id, rows.len());
+            log::info!(
+                "restore of {} into {db} complete: {} tables match the manifest",
+                entry.id,
+                rows.len()
+            );
             Ok(ExitCode::Success)
         }
         BackupKind::App | BackupKind::Config => {
             let Some(dir) = args.target_dir.clone() else {
-                return Err(could_not_start(format!("{} is a {} backup: pass --target-dir DIR", entry.id, entry.kind.name())));
+                return Err(could_not_start(format!(
+                    "{} is a {} backup: pass --target-dir DIR",
+                    entry.id,
+                    entry.kind.name()
+                )));
             };
             let non_empty = dir.is_dir() && std::fs::read_dir(&dir)?.next().is_some();
             if non_empty && !args.clean {
@@ -129,24 +188,48 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                     dir.display()
                 )));
             }
-            let plan = format!("restore {} into {}{}", entry.id, dir.display(), if non_empty { " (moving the current contents aside)" } else { "" });
+            let plan = format!(
+                "restore {} into {}{}",
+                entry.id,
+                dir.display(),
+                if non_empty {
+                    " (moving the current contents aside)"
+                } else {
+                    ""
+                }
+            );
             if ctx.global.dry_run {
-                ctx.emit(&json!({"dry_run": true, "actions": [format!("would {plan}")]}), &format!("would {plan}"));
+                ctx.emit(
+                    &json!({"dry_run": true, "actions": [format!("would {plan}")]}),
+                    &format!("would {plan}"),
+                );
                 return Ok(ExitCode::Success);
             }
             if non_empty {
-                ctx.confirm(&format!("Move {} aside and restore backup {} in its place?", dir.display(), entry.id))?;
+                ctx.confirm(&format!(
+                    "Move {} aside and restore backup {} in its place?",
+                    dir.display(),
+                    entry.id
+                ))?;
             }
             let crypto = Crypto::for_decrypt(&cfg.encryption)?;
             log::info!("checking {} before restoring", entry.id);
             check_before_restore(&entry, &crypto, &pg)?;
             let aside = restore_dir(&entry, &crypto, &dir, args.clean)?;
             let text = match &aside {
-                Some(a) => format!("restored {} into {} (previous contents kept in {})", entry.id, dir.display(), a.display()),
+                Some(a) => format!(
+                    "restored {} into {} (previous contents kept in {})",
+                    entry.id,
+                    dir.display(),
+                    a.display()
+                ),
                 None => format!("restored {} into {}", entry.id, dir.display()),
             };
             log::info!("{text}");
-            ctx.emit(&json!({"ok": true, "id": entry.id, "target_dir": dir, "moved_aside": aside}), &text);
+            ctx.emit(
+                &json!({"ok": true, "id": entry.id, "target_dir": dir, "moved_aside": aside}),
+                &text,
+            );
             Ok(ExitCode::Success)
         }
     }

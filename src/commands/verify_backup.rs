@@ -49,22 +49,40 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     for w in &warnings {
         log::warn!("{w}");
     }
-    let kinds: Vec<BackupKind> = args.kind.map(|k| vec![k]).unwrap_or_else(|| BackupKind::ALL.to_vec());
+    let kinds: Vec<BackupKind> = args
+        .kind
+        .map(|k| vec![k])
+        .unwrap_or_else(|| BackupKind::ALL.to_vec());
     let selected: Vec<RepoEntry> = if args.all {
-        all.iter().filter(|e| kinds.contains(&e.kind)).cloned().collect()
+        all.iter()
+            .filter(|e| kinds.contains(&e.kind))
+            .cloned()
+            .collect()
     } else if let Some(id) = args.id.as_deref().filter(|i| *i != "latest") {
         vec![repo.find(id, None)?]
     } else {
-        kinds.iter().filter_map(|k| all.iter().rev().find(|e| e.kind == *k).cloned()).collect()
+        kinds
+            .iter()
+            .filter_map(|k| all.iter().rev().find(|e| e.kind == *k).cloned())
+            .collect()
     };
     if selected.is_empty() {
         log::error!("no backups found in {}", repo.root.display());
-        ctx.emit(&json!({"ok": false, "error": "no backups found", "repository": repo.root}), "no backups found");
+        ctx.emit(
+            &json!({"ok": false, "error": "no backups found", "repository": repo.root}),
+            "no backups found",
+        );
         return Ok(ExitCode::Failed);
     }
     if ctx.global.dry_run {
-        let lines: Vec<String> = selected.iter().map(|e| format!("would verify {} ({})", e.id, e.object_path.display())).collect();
-        ctx.emit(&json!({"dry_run": true, "actions": lines}), &lines.join("\n"));
+        let lines: Vec<String> = selected
+            .iter()
+            .map(|e| format!("would verify {} ({})", e.id, e.object_path.display()))
+            .collect();
+        ctx.emit(
+            &json!({"dry_run": true, "actions": lines}),
+            &lines.join("\n"),
+        );
         return Ok(ExitCode::Success);
     }
 
@@ -81,7 +99,10 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         if args.restore_test && entry.kind == BackupKind::Db && report.ok {
             match restore_test(ctx, entry, &crypto, &pg) {
                 Ok(rows) => {
-                    for r in rows.iter().filter(|r| !r.matches() && entry.manifest.is_some()) {
+                    for r in rows
+                        .iter()
+                        .filter(|r| !r.matches() && entry.manifest.is_some())
+                    {
                         problems.push(format!(
                             "restore test: {} has {} rows, manifest says {}",
                             r.table,
@@ -95,8 +116,20 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
             }
         }
         let ok = problems.is_empty();
-        let method = if comparison.is_some() { "restore-test" } else { "full-read" };
-        if let Err(e) = repo.record_verification(entry, &VerificationRecord { ok, at: Utc::now(), method: method.into(), problems: problems.clone() }) {
+        let method = if comparison.is_some() {
+            "restore-test"
+        } else {
+            "full-read"
+        };
+        if let Err(e) = repo.record_verification(
+            entry,
+            &VerificationRecord {
+                ok,
+                at: Utc::now(),
+                method: method.into(),
+                problems: problems.clone(),
+            },
+        ) {
             log::warn!("could not record the verification of {}: {e:#}", entry.id);
         }
         if ok {
@@ -107,22 +140,38 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
                 human_bytes(report.content_size),
                 report.structure.as_deref().unwrap_or("")
             );
-            text.push_str(&format!("OK      {}  {}\n", entry.id, report.structure.as_deref().unwrap_or("")));
+            text.push_str(&format!(
+                "OK      {}  {}\n",
+                entry.id,
+                report.structure.as_deref().unwrap_or("")
+            ));
         } else {
             code = code.worst(ExitCode::Failed);
             for p in &problems {
                 log::error!("{} ({}): {p}", entry.id, entry.object_path.display());
             }
-            text.push_str(&format!("FAILED  {}  {}\n", entry.id, entry.object_path.display()));
+            text.push_str(&format!(
+                "FAILED  {}  {}\n",
+                entry.id,
+                entry.object_path.display()
+            ));
             for p in &problems {
                 text.push_str(&format!("        {p}\n"));
             }
         }
         if let Some(rows) = &comparison {
-            text.push_str(&format!("        {:<40} {:>12} {:>12}\n", "table", "manifest", "restored"));
+            text.push_str(&format!(
+                "        {:<40} {:>12} {:>12}\n",
+                "table", "manifest", "restored"
+            ));
             for r in rows {
                 let mark = if r.matches() { "" } else { "  MISMATCH" };
-                text.push_str(&format!("        {:<40} {:>12} {:>12}{mark}\n", r.table, opt(r.expected), opt(r.restored)));
+                text.push_str(&format!(
+                    "        {:<40} {:>12} {:>12}{mark}\n",
+                    r.table,
+                    opt(r.expected),
+                    opt(r.restored)
+                ));
             }
         }
         reports.push(json!({
@@ -132,13 +181,20 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         }));
     }
 
-    // Age of the newest backup of each kind checked.
+    // Age of the newest backup of each kind checked (not when one backup was named).
+    let kinds: Vec<BackupKind> = if args.id.as_deref().is_some_and(|i| i != "latest") {
+        Vec::new()
+    } else {
+        kinds
+    };
     let warn = args.max_age.or(cfg.verify.max_age_warn_hours);
     let crit = args.max_age_critical.or(cfg.verify.max_age_crit_hours);
     let mut ages = Vec::new();
     for k in &kinds {
-        let Some(newest) = all.iter().rev().find(|e| e.kind == *k) else { continue };
-        let hours = (Utc::now() - newest.time).num_minutes() as f64 / 60.0;
+        let Some(newest) = all.iter().rev().find(|e| e.kind == *k) else {
+            continue;
+        };
+        let hours = (Utc::now() - newest.time).num_seconds() as f64 / 3600.0;
         let state = if crit.is_some_and(|c| hours > c as f64) {
             code = code.worst(ExitCode::Failed);
             "CRITICAL"
@@ -149,8 +205,15 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
             "OK"
         };
         if state != "OK" {
-            log::warn!("newest {} backup {} is {hours:.1} hours old ({state})", k.name(), newest.id);
-            text.push_str(&format!("{state}: newest {} backup is {hours:.1} hours old\n", k.name()));
+            log::warn!(
+                "newest {} backup {} is {hours:.1} hours old ({state})",
+                k.name(),
+                newest.id
+            );
+            text.push_str(&format!(
+                "{state}: newest {} backup is {hours:.1} hours old\n",
+                k.name()
+            ));
         }
         ages.push(json!({"kind": k, "newest": newest.id, "age_hours": hours, "state": state}));
     }
@@ -163,16 +226,45 @@ fn opt(v: Option<i64>) -> String {
 }
 
 /// Restores into a scratch database, counts every table, drops the scratch database.
-fn restore_test(ctx: &Ctx, entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Result<Vec<TableComparison>> {
-    if !matches!(entry.format(), ContentFormat::PgDumpCustom | ContentFormat::PlainSql) {
-        return Err(could_not_start("restore test applies to database backups only"));
+fn restore_test(
+    ctx: &Ctx,
+    entry: &RepoEntry,
+    crypto: &Crypto,
+    pg: &PgTarget,
+) -> Result<Vec<TableComparison>> {
+    if !matches!(
+        entry.format(),
+        ContentFormat::PgDumpCustom | ContentFormat::PlainSql
+    ) {
+        return Err(could_not_start(
+            "restore test applies to database backups only",
+        ));
     }
-    let scratch = format!("tuneton_restore_test_{}_{:04x}", std::process::id(), rand::random::<u16>());
+    let scratch = format!(
+        "tuneton_restore_test_{}_{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    );
     pg.create_database(&scratch)?;
-    log::info!("restore test: restoring {} into scratch database {scratch}", entry.id);
-    let opts = DbRestoreOptions { no_owner: true, scratch_dir: ctx.config().paths.scratch_dir.clone(), ..Default::default() };
+    log::info!(
+        "restore test: restoring {} into scratch database {scratch}",
+        entry.id
+    );
+    let opts = DbRestoreOptions {
+        no_owner: true,
+        scratch_dir: ctx.config().paths.scratch_dir.clone(),
+        ..Default::default()
+    };
     let result = restore_db(entry, crypto, pg, &scratch, &opts).and_then(|_| {
-        compare_rows(pg, &scratch, entry.manifest.as_ref().and_then(|m| m.database.as_ref()).map(|d| &d.tables))
+        compare_rows(
+            pg,
+            &scratch,
+            entry
+                .manifest
+                .as_ref()
+                .and_then(|m| m.database.as_ref())
+                .map(|d| &d.tables),
+        )
     });
     if let Err(e) = pg.drop_database(&scratch) {
         log::warn!("could not drop scratch database {scratch}: {e:#}");

@@ -1,0 +1,220 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tuneton_ops_global_optspecs
+    string join \n config= json q/quiet v/verbose no-progress dry-run y/yes repo= db-name= h/help V/version
+end
+
+function __fish_tuneton_ops_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tuneton_ops_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tuneton_ops_using_subcommand
+    set -l cmd (__fish_tuneton_ops_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "backup" -d 'Back up the database, the application or the config into the repository'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "backups" -d 'List backups, or apply the retention policy'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "config" -d 'Show or check the merged configuration'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "completions" -d 'Print a shell completion script (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l kind -d 'What to back up' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
+app\t'The application directory (paths.app_dir)'
+config\t'The configuration directory (paths.config_dir)'
+full\t'db, app and config in one run'"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l compression -d 'Compression (overrides repository.compression): zstd is fast; gzip for compatibility' -r -f -a "zstd\t''
+gzip\t''
+none\t''"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l no-retention -d 'Do not apply the retention policy after this backup'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -f -a "list" -d 'List backups: id, kind, time, size, verification state'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -f -a "prune" -d 'Apply the retention policy now (with --dry-run: list what would be deleted)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l kind -d 'Only this kind' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
+app\t'The application directory (tar)'
+config\t'The configuration directory (tar)'"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l kind -d 'Only this kind (default: every kind)' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
+app\t'The application directory (tar)'
+config\t'The configuration directory (tar)'"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from help" -f -a "list" -d 'List backups: id, kind, time, size, verification state'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Apply the retention policy now (with --dry-run: list what would be deleted)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l kind -d 'Only this kind' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
+app\t'The application directory (tar)'
+config\t'The configuration directory (tar)'"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l max-age -d 'Warn (exit 1) when the newest backup is older than this many hours (default verify.max_age_warn_hours)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l max-age-critical -d 'Fail (exit 2) when the newest backup is older than this many hours (default verify.max_age_crit_hours)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l all -d 'Verify every backup in the repository'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l restore-test -d 'Also restore database backups into a scratch database and compare every table\'s row count'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l kind -d 'Kind for `latest` (default db)' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
+app\t'The application directory (tar)'
+config\t'The configuration directory (tar)'"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l target-db -d 'Database to restore into (created if missing); for database backups' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l target-dir -d 'Directory to restore into; for app/config backups' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l jobs -d 'Parallel pg_restore jobs (spools the decrypted dump to paths.scratch_dir, mode 0600)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l clean -d 'Replace what the target holds (database: drop objects first; directory: move the old one aside)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l no-owner -d 'Do not restore object ownership (pg_restore --no-owner)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -f -a "show" -d 'Print every setting, its value and where it came from (secrets redacted)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -f -a "check" -d 'Validate the configuration; exit 3 naming each bad key'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print every setting, its value and where it came from (secrets redacted)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate the configuration; exit 3 naming each bad key'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l out-dir -d 'Write tuneton-ops.1 and one page per subcommand into this directory instead of printing the main page' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "backup" -d 'Back up the database, the application or the config into the repository'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "backups" -d 'List backups, or apply the retention policy'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "config" -d 'Show or check the merged configuration'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "completions" -d 'Print a shell completion script (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from backups" -f -a "list" -d 'List backups: id, kind, time, size, verification state'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from backups" -f -a "prune" -d 'Apply the retention policy now (with --dry-run: list what would be deleted)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print every setting, its value and where it came from (secrets redacted)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Validate the configuration; exit 3 naming each bad key'

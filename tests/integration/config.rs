@@ -1,0 +1,72 @@
+//! Configuration: precedence, provenance, redaction, validation.
+
+use crate::support::*;
+
+#[test]
+fn unknown_key_exits_3_naming_the_key() {
+    let env = TestEnv::empty("cfg_unknown");
+    std::fs::write(&env.config_path, "[database]\nhots = \"db1\"\n").unwrap();
+    let r = env.run(&["config", "check"]);
+    assert_eq!(r.code(), 3);
+    assert!(r.stderr().contains("hots"), "{}", r.stderr());
+    let r = env.run(&["backup"]);
+    assert_eq!(r.code(), 3);
+}
+
+#[test]
+fn bad_value_exits_3_with_key_and_reason() {
+    let env = TestEnv::empty("cfg_bad");
+    env.write_config(
+        "[retention]\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
+    );
+    let r = env.run(&["config", "check"]);
+    assert_eq!(r.code(), 3);
+    assert!(
+        r.stdout().contains("retention: every keep_* is 0"),
+        "{}",
+        r.stdout()
+    );
+}
+
+#[test]
+fn env_overrides_file_flags_override_env_and_secrets_are_redacted() {
+    let env = TestEnv::empty("cfg_show");
+    let out = env
+        .cmd(&["--json", "--db-name", "from_flag", "config", "show"])
+        .env("DB_USER", "from_env_user")
+        .env("DB_NAME", "from_env_name")
+        .env("PGPASSWORD", "s3cret-pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let s = &doc["settings"];
+    assert_eq!(s["database.user"]["value"], "from_env_user");
+    assert_eq!(s["database.user"]["source"], "env DB_USER");
+    assert_eq!(s["database.name"]["value"], "from_flag");
+    assert_eq!(s["database.name"]["source"], "flag --db-name");
+    assert_eq!(
+        s["database.port"]["source"],
+        format!("file {}", env.config_path.display())
+    );
+    assert_eq!(s["retention.keep_daily"]["source"], "default");
+    assert_eq!(s["database.password"]["value"], "<redacted>");
+}
+
+#[test]
+fn missing_explicit_config_file_exits_3() {
+    let env = TestEnv::empty("cfg_missing");
+    let r = Run(env
+        .cmd(&["backups", "list"])
+        .env("TUNETON_OPS_CONFIG", "/nonexistent/ops.toml")
+        .output()
+        .unwrap());
+    assert_eq!(r.code(), 3);
+    assert!(
+        r.stderr().contains("/nonexistent/ops.toml"),
+        "{}",
+        r.stderr()
+    );
+}

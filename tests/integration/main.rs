@@ -1,0 +1,14 @@
+//! Integration tests: the built binary against a real PostgreSQL 15 cluster,
+//! real gpg (through gpgme in the tool, the gpg CLI as the peer), zstd, gzip,
+//! tar and pg_restore.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod backup;
+mod cli;
+mod config;
+mod legacy;
+mod restore;
+mod retention;
+mod verify;

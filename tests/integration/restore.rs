@@ -1,0 +1,105 @@
+//! `restore`: refuses to clobber, checks before touching, keeps the old tree.
+
+use crate::support::*;
+
+#[test]
+fn non_empty_target_is_refused_without_clean_and_replaced_with_it() {
+    let env = TestEnv::new("clean_target");
+    let (id, _) = env.backup("db");
+    let target = format!("{}_busy", env.db);
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {target}"));
+    psql("postgres", &format!("CREATE DATABASE {target}"));
+    psql(
+        &target,
+        "CREATE TABLE users (id int); INSERT INTO users VALUES (1)",
+    );
+
+    let r = env.run(&["restore", &id, "--target-db", &target]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("not empty") && r.stderr().contains("--clean"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        count(&target, "users"),
+        1,
+        "refused restore must not touch the target"
+    );
+
+    // --clean without --yes and without a terminal: refused, nothing changed.
+    let r = env.run(&["restore", &id, "--target-db", &target, "--clean"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("--yes"), "{}", r.stderr());
+    assert_eq!(count(&target, "users"), 1);
+
+    let r = env.run(&[
+        "--dry-run",
+        "restore",
+        &id,
+        "--target-db",
+        &target,
+        "--clean",
+    ]);
+    assert_eq!(r.code(), 0);
+    assert!(r.stdout().contains("would restore"), "{}", r.stdout());
+    assert_eq!(count(&target, "users"), 1);
+
+    let r = env.run(&["--yes", "restore", &id, "--target-db", &target, "--clean"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(count(&target, "users"), 300);
+    assert_eq!(count(&target, "tracks"), 1500);
+}
+
+#[test]
+fn parallel_restore_gives_the_same_rows() {
+    let env = TestEnv::new("jobs");
+    let (id, _) = env.backup("db");
+    let target = format!("{}_j", env.db);
+    let r = env.run(&["restore", &id, "--target-db", &target, "--jobs", "2"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(count(&target, "sessions"), 900);
+    let leftovers: Vec<_> = std::fs::read_dir(env.root())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tuneton-restore-")
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the plaintext spool file must be removed"
+    );
+}
+
+#[test]
+fn directory_restore_moves_the_old_tree_aside_never_deletes_it() {
+    let env = TestEnv::new("dir_restore");
+    let (id, _) = env.backup("config");
+    let target = env.root().join("etc-restored");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("local-only.conf"), "keep me").unwrap();
+    let r = env.run(&["restore", &id, "--target-dir", target.to_str().unwrap()]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    let r = env.run(&[
+        "--yes",
+        "--json",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--clean",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(target.join("tuneton.env")).unwrap(),
+        "PORT=3000\n"
+    );
+    let aside = r.json()["moved_aside"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&aside).join("local-only.conf")).unwrap(),
+        "keep me"
+    );
+}

@@ -1,0 +1,125 @@
+//! `verify-backup`: every byte read; any damage found and named.
+
+use crate::support::*;
+
+fn flip_byte(path: &std::path::Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    let mut b = [0u8];
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x40]).unwrap();
+}
+
+#[test]
+fn one_flipped_byte_anywhere_fails_verify_and_restore_refuses() {
+    let env = TestEnv::new("flipped");
+    let (id, path) = env.backup("db");
+    let size = std::fs::metadata(&path).unwrap().len();
+    let pristine = std::fs::read(&path).unwrap();
+    for at in [0, 30, size / 2, size - 1] {
+        std::fs::write(&path, &pristine).unwrap();
+        flip_byte(&path, at);
+        let r = env.run(&["--json", "verify-backup", &id]);
+        assert_eq!(r.code(), 2, "flip at {at}: {}", r.stderr());
+        let doc = r.json();
+        let report = &doc["backups"][0];
+        assert_eq!(report["ok"], false);
+        assert_eq!(report["path"], path.to_str().unwrap());
+        let problems = report["problems"].to_string();
+        assert!(problems.contains("sha256"), "flip at {at}: {problems}");
+        assert!(
+            r.stderr().contains(path.to_str().unwrap()),
+            "stderr names the file: {}",
+            r.stderr()
+        );
+
+        let target = format!("{}_r{at}", env.db);
+        let r = env.run(&["restore", &id, "--target-db", &target]);
+        assert_eq!(r.code(), 2, "{}", r.stderr());
+        assert!(
+            r.stderr().contains("does not match its manifest"),
+            "{}",
+            r.stderr()
+        );
+        assert!(
+            !db_exists(&target),
+            "restore must not create the target for a damaged backup"
+        );
+    }
+    assert_eq!(env.list()[0]["state"], "FAILED");
+}
+
+#[test]
+fn wrong_passphrase_is_a_clear_error_exit_2() {
+    let env = TestEnv::new("wrong_pass");
+    let (id, _) = env.backup("db");
+    write_secret(&env.root().join("passphrase"), "not the passphrase");
+    let r = env.run(&["verify-backup", &id]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("bad passphrase"), "{}", r.stderr());
+    let r = env.run(&["restore", &id, "--target-db", "t_wrong_pass_r"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(!db_exists("t_wrong_pass_r"));
+}
+
+#[test]
+fn restore_test_compares_every_table_and_drops_the_scratch_database() {
+    let env = TestEnv::new("restore_test");
+    env.backup("db");
+    let r = env.run(&["--json", "verify-backup", "latest", "--restore-test"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let doc = r.json();
+    let rows = doc["backups"][0]["restore_test"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let get = |t: &str| rows.iter().find(|r| r["table"] == t).unwrap().clone();
+    assert_eq!(get("public.sessions")["expected"], 900);
+    assert_eq!(get("public.sessions")["restored"], 900);
+    assert_eq!(get("public.empty_audit")["restored"], 0);
+    assert_eq!(
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'tuneton_restore_test_%'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn max_age_warns_then_fails() {
+    let env = TestEnv::new("max_age");
+    env.backup("config");
+    assert_eq!(env.run(&["verify-backup", "--kind", "config"]).code(), 0);
+    let r = env.run(&["verify-backup", "--kind", "config", "--max-age", "0"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(
+        r.stdout().contains("WARNING: newest config backup"),
+        "{}",
+        r.stdout()
+    );
+    let r = env.run(&[
+        "verify-backup",
+        "--kind",
+        "config",
+        "--max-age",
+        "0",
+        "--max-age-critical",
+        "0",
+    ]);
+    assert_eq!(r.code(), 2);
+}
+
+#[test]
+fn empty_repository_fails_verification() {
+    let env = TestEnv::empty("empty_repo");
+    let r = env.run(&["verify-backup"]);
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("no backups found"), "{}", r.stderr());
+}

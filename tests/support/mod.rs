@@ -1,0 +1,378 @@
+//! Test harness: a real PostgreSQL 15 cluster (started once per test binary,
+//! as the `postgres` user when we are root, stopped at exit), one database and
+//! one temp directory per test, and the built `tuneton-ops` binary run with a
+//! clean environment.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const PGBIN: &str = "/usr/lib/postgresql/15/bin";
+pub const PASSPHRASE: &str = "correct horse battery staple 7f3e";
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a PostgreSQL server binary as `postgres` when we are root (initdb refuses root).
+fn as_postgres(program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+extern "C" fn stop_cluster() {
+    if let Some(c) = CLUSTER.get() {
+        let _ = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(c.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&c.dir);
+    }
+}
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("tnpg")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        if is_root() {
+            let st = Command::new("chown")
+                .arg("postgres")
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let port = free_port();
+        let out = as_postgres(&format!("{PGBIN}/initdb"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "-N",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-o"])
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                dir.display()
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // SAFETY: registering a plain extern "C" fn to run at process exit.
+        unsafe {
+            libc::atexit(stop_cluster);
+        }
+        Cluster { dir, port }
+    })
+}
+
+/// Runs SQL with psql against a database of the shared cluster; returns trimmed stdout.
+pub fn psql(db: &str, sql: &str) -> String {
+    let c = cluster();
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg("-p")
+        .arg(c.port.to_string())
+        .arg("-d")
+        .arg(db)
+        .arg("-c")
+        .arg(sql)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn count(db: &str, table: &str) -> i64 {
+    psql(db, &format!("SELECT count(*) FROM {table}"))
+        .parse()
+        .unwrap()
+}
+
+pub fn db_exists(db: &str) -> bool {
+    psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"),
+    ) == "1"
+}
+
+/// One test's world: a database with TuneTON-like tables, a temp dir with a
+/// repository, log/run dirs, app and config dirs, a passphrase file and a config.
+pub struct TestEnv {
+    pub name: String,
+    pub db: String,
+    pub tmp: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl TestEnv {
+    /// A database `t_<name>` with users (300), tracks (1500), sessions (900).
+    pub fn new(name: &str) -> TestEnv {
+        let env = TestEnv::empty(name);
+        psql(&env.db, SAMPLE_SQL);
+        env
+    }
+
+    /// Same, with an empty database.
+    pub fn empty(name: &str) -> TestEnv {
+        cluster();
+        let db = format!("t_{name}");
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        );
+        psql("postgres", &format!("CREATE DATABASE {db}"));
+        let tmp = tempfile::Builder::new()
+            .prefix("tnt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = tmp.path();
+        for d in ["app/dist", "etc", "backups"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("app/dist/server.js"), "console.log('tuneton')\n").unwrap();
+        std::fs::write(
+            root.join("app/dist/engine.wasm"),
+            (0..50_000u32)
+                .flat_map(|i| i.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/tuneton.env"), "PORT=3000\n").unwrap();
+        write_secret(&root.join("passphrase"), PASSPHRASE);
+        let env = TestEnv {
+            name: name.to_string(),
+            db,
+            config_path: root.join("ops.toml"),
+            tmp,
+        };
+        env.write_config("");
+        env
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.root().join("backups")
+    }
+
+    /// Writes the config; `extra` is appended (later tables may not repeat earlier ones).
+    pub fn write_config(&self, extra: &str) {
+        let r = self.root().display();
+        let text = format!(
+            "[paths]\nlog_dir = \"{r}/log\"\nrun_dir = \"{r}/run\"\napp_dir = \"{r}/app\"\nconfig_dir = \"{r}/etc\"\nscratch_dir = \"{r}\"\n\n\
+             [database]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"postgres\"\nname = \"{}\"\nconnect_timeout_secs = 5\n\n\
+             [repository]\npath = \"{r}/backups\"\n\n{extra}\n",
+            cluster().port,
+            self.db
+        );
+        let text = if extra.contains("[encryption]") {
+            text
+        } else {
+            format!("{text}\n[encryption]\nmode = \"symmetric\"\npassphrase_file = \"{r}/passphrase\"\n")
+        };
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    /// The binary with a clean environment and this test's config.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tuneton-ops"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("PG")
+                || k.starts_with("DB_")
+                || k.starts_with("TUNETON")
+                || ["BACKUP_DIR", "LOG_DIR", "APP_DIR"].contains(&k.as_str())
+            {
+                c.env_remove(k);
+            }
+        }
+        c.env("TUNETON_OPS_CONFIG", &self.config_path)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run(self.cmd(args).output().unwrap())
+    }
+
+    /// `backups list --json` entries.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let r = self.run(&["--json", "backups", "list"]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        r.json()["backups"].as_array().unwrap().clone()
+    }
+
+    /// Runs a backup of `kind` and returns the new backup's id and object path.
+    pub fn backup(&self, kind: &str) -> (String, PathBuf) {
+        let r = self.run(&["--json", "backup", "--kind", kind]);
+        assert_eq!(r.code(), 0, "backup failed: {}", r.stderr());
+        let w = &r.json()["written"][0];
+        (
+            w["id"].as_str().unwrap().to_string(),
+            PathBuf::from(w["path"].as_str().unwrap()),
+        )
+    }
+
+    /// A GnuPG home for the gpg CLI (short path; agent killed on drop).
+    pub fn gnupg_home(&self) -> GnupgHome {
+        GnupgHome::new()
+    }
+}
+
+pub struct GnupgHome(pub tempfile::TempDir);
+
+impl GnupgHome {
+    pub fn new() -> GnupgHome {
+        let d = tempfile::Builder::new()
+            .prefix("tg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::write(d.path().join("gpg-agent.conf"), "allow-loopback-pinentry\n").unwrap();
+        GnupgHome(d)
+    }
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+    /// gpg with batch flags and the test passphrase from a file (never argv).
+    pub fn gpg(&self, passphrase_file: &Path) -> Command {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir")
+            .arg(self.path())
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-file",
+            ])
+            .arg(passphrase_file);
+        c
+    }
+}
+
+impl Drop for GnupgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.path())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+pub fn write_secret(path: &Path, value: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A finished run of the binary.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
+    }
+}
+
+/// Shell pipeline helper: runs `bash -c` and returns its output.
+pub fn sh(script: &str) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap()
+}
+
+pub const SAMPLE_SQL: &str = "
+CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE tracks (id bigserial PRIMARY KEY, owner uuid REFERENCES users(id), title text, wasm_params jsonb);
+CREATE TABLE sessions (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), user_id uuid REFERENCES users(id), meta jsonb);
+CREATE TABLE empty_audit (id int);
+INSERT INTO users (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, 300) g;
+INSERT INTO tracks (owner, title, wasm_params) SELECT u.id, md5(random()::text), jsonb_build_object('bpm', (random()*200)::int) FROM users u, generate_series(1, 5);
+INSERT INTO sessions (user_id, meta) SELECT id, jsonb_build_object('ua', md5(random()::text)) FROM users, generate_series(1, 3);
+";
