@@ -12,8 +12,15 @@ fn bin() -> Command {
 #[test]
 fn example_config_parses_and_documents_every_key() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ops.toml");
-    let out = bin().args(["--json", "--config", path, "config", "show"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["--json", "--config", path, "config", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     for key in doc["settings"].as_object().unwrap().keys() {
@@ -21,7 +28,10 @@ fn example_config_parses_and_documents_every_key() {
         if leaf == "password" {
             continue; // never a file key: PGPASSWORD or password_file
         }
-        assert!(text.contains(&format!("{leaf} =")), "examples/ops.toml does not document {key}");
+        assert!(
+            text.contains(&format!("{leaf} =")),
+            "examples/ops.toml does not document {key}"
+        );
     }
 }
 
@@ -33,7 +43,10 @@ fn example_command_lines_parse() {
         let text = std::fs::read_to_string(&file).unwrap();
         for line in text.lines() {
             let args: Vec<String> = if let Some(i) = line.find("bin/tuneton-ops ") {
-                line[i + "bin/tuneton-ops ".len()..].split_whitespace().map(String::from).collect()
+                line[i + "bin/tuneton-ops ".len()..]
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
             } else if line.trim_start().starts_with("args: [") {
                 serde_json::from_str(line.trim_start().trim_start_matches("args: ")).unwrap()
             } else {
@@ -46,7 +59,13 @@ fn example_command_lines_parse() {
             let mut check = args.clone();
             check.push("--help".into());
             let out = bin().args(&check).output().unwrap();
-            assert!(out.status.success(), "{}: `{}`: {}", file.display(), args.join(" "), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: `{}`: {}",
+                file.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
             seen += 1;
         }
     }
