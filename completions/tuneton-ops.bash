@@ -119,7 +119,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version backup backups verify-backup restore config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,6 +131,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -145,7 +149,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__backup)
-            opts="-q -v -y -h -V --kind --compression --no-retention --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --kind --compression --no-retention --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +171,10 @@ _tuneton__ops() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
                 --db-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -179,7 +187,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__backups)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version list prune help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version list prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +199,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -261,7 +273,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__backups__subcmd__list)
-            opts="-q -v -y -h -V --kind --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --kind --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -277,6 +289,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -291,7 +307,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__backups__subcmd__prune)
-            opts="-q -v -y -h -V --kind --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --kind --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +325,10 @@ _tuneton__ops() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
                 --db-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -321,7 +341,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__completions)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version bash elvish fish powershell zsh"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +353,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -347,7 +371,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__config)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version show check help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version show check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +383,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -373,7 +401,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__config__subcmd__check)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,6 +413,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -455,7 +487,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__config__subcmd__show)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -467,6 +499,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)
@@ -663,7 +699,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__man)
-            opts="-q -v -y -h -V --out-dir --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --out-dir --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -681,6 +717,10 @@ _tuneton__ops() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
                 --db-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -693,7 +733,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__restore)
-            opts="-q -v -y -h -V --kind --target-db --target-dir --clean --jobs --no-owner --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --kind --target-db --target-dir --clean --jobs --no-owner --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -723,6 +763,10 @@ _tuneton__ops() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
                 --db-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -735,7 +779,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__verify__subcmd__backup)
-            opts="-q -v -y -h -V --all --kind --max-age --max-age-critical --restore-test --config --json --quiet --verbose --no-progress --dry-run --yes --repo --db-name --help --version"
+            opts="-q -v -y -h -V --all --kind --max-age --max-age-critical --restore-test --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -759,6 +803,10 @@ _tuneton__ops() {
                     ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
                     return 0
                     ;;
                 --db-name)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tuneton_ops_global_optspecs
-    string join \n config= json q/quiet v/verbose no-progress dry-run y/yes repo= db-name= h/help V/version
+    string join \n config= json q/quiet v/verbose no-progress dry-run y/yes repo= from= db-name= h/help V/version
 end
 
 function __fish_tuneton_ops_needs_command
@@ -26,6 +26,8 @@ end
 
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -s q -l quiet -d 'Only errors on stderr'
@@ -52,6 +54,8 @@ gzip\t''
 none\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l no-retention -d 'Do not apply the retention policy after this backup'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of text'
@@ -64,6 +68,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s h -l 
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -s q -l quiet -d 'Only errors on stderr'
@@ -81,6 +87,8 @@ app\t'The application directory (tar)'
 config\t'The configuration directory (tar)'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
@@ -95,6 +103,8 @@ app\t'The application directory (tar)'
 config\t'The configuration directory (tar)'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Only errors on stderr'
@@ -114,6 +124,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l max-age-critical -d 'Fail (exit 2) when the newest backup is older than this many hours (default verify.max_age_crit_hours)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l all -d 'Verify every backup in the repository'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l restore-test -d 'Also restore database backups into a scratch database and compare every table\'s row count'
@@ -133,6 +145,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l targ
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l jobs -d 'Parallel pg_restore jobs (spools the decrypted dump to paths.scratch_dir, mode 0600)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l clean -d 'Replace what the target holds (database: drop objects first; directory: move the old one aside)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l no-owner -d 'Do not restore object ownership (pg_restore --no-owner)'
@@ -146,6 +160,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s h -l
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -s q -l quiet -d 'Only errors on stderr'
@@ -160,6 +176,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not 
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Only errors on stderr'
@@ -171,6 +189,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fi
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Only errors on stderr'
@@ -185,6 +205,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fi
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr'
@@ -197,6 +219,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand completions" -s 
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l out-dir -d 'Write tuneton-ops.1 and one page per subcommand into this directory instead of printing the main page' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s q -l quiet -d 'Only errors on stderr'

@@ -15,3 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 3; }
+# The S3-compatible server the tests start (newer versions need a newer rustc).
+if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  echo "setup: cargo install s3s-fs (about 5 minutes, once)" >&2
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi

@@ -66,6 +66,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub repo: Option<PathBuf>,
 
+    /// Which repository reading commands use (default: local when repository.local, else s3)
+    #[arg(long, global = true, value_enum, value_name = "REPO")]
+    pub from: Option<crate::repo::RepoChoice>,
+
     /// Database to back up (overrides database.name and DB_NAME)
     #[arg(long = "db-name", global = true, value_name = "NAME")]
     pub db_name: Option<String>,

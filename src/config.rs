@@ -50,6 +50,7 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     pub retention: RetentionConfig,
     pub verify: VerifyConfig,
+    pub s3: S3Config,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +133,8 @@ pub enum Compression {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepositoryConfig {
+    /// Keep a local repository at `path` (set false on S3-only hosts).
+    pub local: bool,
     pub path: PathBuf,
     pub compression: Compression,
     /// zstd 1..=19 (default 3), gzip 1..=9 (default 6).
@@ -143,6 +146,7 @@ pub struct RepositoryConfig {
 impl Default for RepositoryConfig {
     fn default() -> Self {
         RepositoryConfig {
+            local: true,
             path: "/backups".into(),
             compression: Compression::Zstd,
             compression_level: None,
@@ -238,6 +242,56 @@ impl Default for VerifyConfig {
     }
 }
 
+/// The S3-compatible repository (same layout as the local one, under `prefix`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub enabled: bool,
+    /// e.g. "https://s3.eu-west-1.amazonaws.com" or "http://127.0.0.1:3900".
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// Path-style addressing (endpoint/bucket/key): needed by most self-hosted stores.
+    pub path_style: bool,
+    /// Not a secret; also AWS_ACCESS_KEY_ID.
+    pub access_key_id: Option<String>,
+    pub access_key_id_file: Option<PathBuf>,
+    /// File holding the secret key (mode 0600 or refused); AWS_SECRET_ACCESS_KEY wins.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Deadline for one HTTP request.
+    pub request_timeout_secs: u64,
+    /// Transient failures (timeouts, resets, 5xx, 429) are retried until this deadline.
+    pub retry_deadline_secs: u64,
+    /// First multipart part size; parts double every 1000 parts (10 000-part limit).
+    pub part_size_mib: u64,
+    /// With a local repository too: delete the local copy once the upload is verified.
+    pub upload_then_delete_local: bool,
+    #[serde(skip_deserializing)]
+    pub secret_access_key: Option<Secret>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            enabled: false,
+            endpoint: "https://s3.amazonaws.com".into(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: "tuneton".into(),
+            path_style: true,
+            access_key_id: None,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            request_timeout_secs: 60,
+            retry_deadline_secs: 300,
+            part_size_mib: 8,
+            upload_then_delete_local: false,
+            secret_access_key: None,
+        }
+    }
+}
+
 /// Where one resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Source {
@@ -277,6 +331,9 @@ const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("BACKUP_DIR", "repository.path"),
     ("LOG_DIR", "paths.log_dir"),
     ("APP_DIR", "paths.app_dir"),
+    ("AWS_ACCESS_KEY_ID", "s3.access_key_id"),
+    ("AWS_ENDPOINT_URL", "s3.endpoint"),
+    ("AWS_REGION", "s3.region"),
 ];
 
 impl Settings {
@@ -324,6 +381,26 @@ impl Settings {
             let pw = read_secret_file(&p).context("database.password_file")?;
             config.database.password = Some(pw);
             sources.insert("database.password".into(), Source::File(p));
+        }
+        if config.s3.access_key_id.is_none() {
+            if let Some(p) = config.s3.access_key_id_file.clone() {
+                let key = std::fs::read_to_string(&p).map_err(|e| {
+                    could_not_start(format!("s3.access_key_id_file {}: {e}", p.display()))
+                })?;
+                config.s3.access_key_id = Some(key.trim().to_string());
+                sources.insert("s3.access_key_id".into(), Source::File(p));
+            }
+        }
+        if let Some(v) = std::env::var_os("AWS_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()) {
+            config.s3.secret_access_key = Some(Secret::new(v.to_string_lossy()));
+            sources.insert(
+                "s3.secret_access_key".into(),
+                Source::Env("AWS_SECRET_ACCESS_KEY"),
+            );
+        } else if let Some(p) = config.s3.secret_access_key_file.clone() {
+            let secret = read_secret_file(&p).context("s3.secret_access_key_file")?;
+            config.s3.secret_access_key = Some(secret);
+            sources.insert("s3.secret_access_key".into(), Source::File(p));
         }
         if let Some(r) = &global.repo {
             config.repository.path = r.clone();
@@ -435,6 +512,48 @@ impl Settings {
         if e.command_timeout_secs == 0 {
             problems.push("encryption.command_timeout_secs: must be at least 1".into());
         }
+        let s3 = &c.s3;
+        if s3.enabled {
+            if s3.bucket.is_empty() {
+                problems.push("s3.bucket: must be set when s3.enabled = true".into());
+            }
+            if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+                problems.push(format!(
+                    "s3.endpoint: must start with http:// or https://, got {:?}",
+                    s3.endpoint
+                ));
+            }
+            if s3.access_key_id.is_none() {
+                problems.push(
+                    "s3.access_key_id: not set (or s3.access_key_id_file, or AWS_ACCESS_KEY_ID)"
+                        .into(),
+                );
+            }
+            if s3.secret_access_key.is_none() {
+                problems
+                    .push("s3.secret_access_key_file: not set (or AWS_SECRET_ACCESS_KEY)".into());
+            }
+            if !(5..=5120).contains(&s3.part_size_mib) {
+                problems.push(format!(
+                    "s3.part_size_mib: {} is outside 5..=5120 (S3's part size limits)",
+                    s3.part_size_mib
+                ));
+            }
+            if s3.request_timeout_secs == 0 || s3.retry_deadline_secs == 0 {
+                problems.push(
+                    "s3.request_timeout_secs / s3.retry_deadline_secs: must be at least 1".into(),
+                );
+            }
+        }
+        if !c.repository.local && !s3.enabled {
+            problems
+                .push("repository.local = false needs an S3 repository (s3.enabled = true)".into());
+        }
+        if s3.upload_then_delete_local && !(c.repository.local && s3.enabled) {
+            problems.push(
+                "s3.upload_then_delete_local: needs both repository.local and s3.enabled".into(),
+            );
+        }
         if let (Some(w), Some(c)) = (c.verify.max_age_warn_hours, c.verify.max_age_crit_hours) {
             if w > c {
                 problems.push(format!(
@@ -503,6 +622,9 @@ fn apply(config: &mut Config, key: &str, v: &str) -> Result<()> {
         "repository.path" => config.repository.path = v.into(),
         "paths.log_dir" => config.paths.log_dir = v.into(),
         "paths.app_dir" => config.paths.app_dir = v.into(),
+        "s3.access_key_id" => config.s3.access_key_id = Some(v.into()),
+        "s3.endpoint" => config.s3.endpoint = v.into(),
+        "s3.region" => config.s3.region = v.into(),
         _ => anyhow::bail!("unknown key {key}"),
     }
     Ok(())

@@ -3,7 +3,6 @@
 //! directory. The stored bytes are checked first; nothing is touched before.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +15,7 @@ use crate::db::{count_rows, PgTarget};
 use crate::manifest::ContentFormat;
 use crate::process::{capture_stderr, Watchdog};
 use crate::progress::Progress;
-use crate::repo::RepoEntry;
+use crate::repo::{RepoEntry, Repository};
 use crate::stream::decode;
 
 #[derive(Debug, Clone, Default)]
@@ -59,6 +58,7 @@ pub fn user_relation_count(pg: &PgTarget, db: &str) -> Result<i64> {
 /// Streams the decoded backup into `db` with pg_restore or psql.
 pub fn restore_db(
     entry: &RepoEntry,
+    repo: &dyn Repository,
     crypto: &Crypto,
     pg: &PgTarget,
     db: &str,
@@ -66,7 +66,7 @@ pub fn restore_db(
 ) -> Result<()> {
     let format = entry.format();
     if opts.jobs > 1 && format == ContentFormat::PgDumpCustom {
-        return restore_db_parallel(entry, crypto, pg, db, opts);
+        return restore_db_parallel(entry, repo, crypto, pg, db, opts);
     }
     let mut cmd = tool_for(format, pg, db, opts)?;
     if format == ContentFormat::PgDumpCustom {
@@ -83,7 +83,7 @@ pub fn restore_db(
     let dog = Watchdog::new(child.id(), pg.command_timeout);
     let stderr = capture_stderr(&mut child);
     let mut stdin = child.stdin.take().expect("piped");
-    let file = File::open(&entry.object_path)?;
+    let file = repo.open(entry)?;
     let decoded = {
         let mut progress = Progress::bytes(&format!("restore {}", entry.id), Some(entry.size));
         decode(
@@ -178,6 +178,7 @@ fn tool_for(
 
 fn restore_db_parallel(
     entry: &RepoEntry,
+    repo: &dyn Repository,
     crypto: &Crypto,
     pg: &PgTarget,
     db: &str,
@@ -195,7 +196,7 @@ fn restore_db_parallel(
             )
         })?;
     {
-        let file = File::open(&entry.object_path)?;
+        let file = repo.open(entry)?;
         let mut progress = Progress::bytes(&format!("decrypt {}", entry.id), Some(entry.size));
         decode(
             BufReader::with_capacity(1 << 20, file),
@@ -249,6 +250,7 @@ pub fn compare_rows(
 /// An existing non-empty target is moved aside (never deleted) when `replace`.
 pub fn restore_dir(
     entry: &RepoEntry,
+    repo: &dyn Repository,
     crypto: &Crypto,
     target: &Path,
     replace: bool,
@@ -267,7 +269,7 @@ pub fn restore_dir(
         .prefix(&format!(".{name}.restore-"))
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
-    let file = File::open(&entry.object_path)?;
+    let file = repo.open(entry)?;
     let (mut reader, writer) = io::pipe()?;
     let (decoded, extracted) = std::thread::scope(|s| {
         let dec = s.spawn(move || {

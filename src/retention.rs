@@ -4,7 +4,9 @@
 //!
 //! The planner is pure: it only computes decisions, with human-readable reasons,
 //! and never touches storage. Whatever the policy, the newest backup and the
-//! newest verified backup are always kept, so a bad policy cannot delete everything.
+//! newest verified backup are always kept, so a bad policy cannot delete everything,
+//! and nothing is deleted unless a newer backup of its kind has been verified
+//! (delete nothing until its replacement is verified).
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 
@@ -67,6 +69,15 @@ pub fn plan(
 
     let newest = order.first().copied();
     let newest_verified = order.iter().copied().find(|&i| candidates[i].verified);
+    // Position in newest-first order of the newest verified backup: anything at or
+    // before it has no verified replacement yet.
+    let verified_rank = order.iter().position(|&i| candidates[i].verified);
+    let rank_of = |i: usize| {
+        order
+            .iter()
+            .position(|&j| j == i)
+            .expect("every index is ranked")
+    };
     let cutoff = policy
         .max_age_days
         .map(|d| (d, now - Duration::days(i64::from(d))));
@@ -85,6 +96,9 @@ pub fn plan(
             }
             if newest_verified == Some(i) {
                 reasons.push("newest verified".to_string());
+            }
+            if reasons.is_empty() && verified_rank.is_none_or(|v| rank_of(i) < v) {
+                reasons.push("no newer verified backup yet".to_string());
             }
             let keep = !reasons.is_empty();
             if !keep {
@@ -265,7 +279,7 @@ mod tests {
             cand("nov", at(2026, 11, 15, 0), false),
             cand("dec-early", at(2026, 12, 1, 0), false),
             cand("dec31", at(2026, 12, 31, 23), false),
-            cand("jan01", at(2027, 1, 1, 0), false),
+            cand("jan01", at(2027, 1, 1, 0), true),
         ];
         assert_eq!(
             plan(&c, &policy(0, 0, 0, 2, None), at(2027, 1, 2, 0)),
@@ -273,7 +287,11 @@ mod tests {
                 dec("nov", false, &[DROPPED]),
                 dec("dec-early", false, &[DROPPED]),
                 dec("dec31", true, &["monthly 2026-12"]),
-                dec("jan01", true, &["monthly 2027-01", "newest"]),
+                dec(
+                    "jan01",
+                    true,
+                    &["monthly 2027-01", "newest", "newest verified"]
+                ),
             ]
         );
     }
@@ -321,13 +339,13 @@ mod tests {
     fn max_age_never_deletes_newest_overall() {
         let c = [
             cand("a", at(2025, 1, 1, 0), false),
-            cand("b", at(2025, 1, 2, 0), false),
+            cand("b", at(2025, 1, 2, 0), true),
         ];
         assert_eq!(
             plan(&c, &policy(5, 5, 5, 5, Some(7)), at(2026, 1, 1, 0)),
             vec![
                 dec("a", false, &["older than 7 days"]),
-                dec("b", true, &["newest"])
+                dec("b", true, &["newest", "newest verified"])
             ]
         );
     }
@@ -335,9 +353,9 @@ mod tests {
     #[test]
     fn all_zero_policy_keeps_newest_and_newest_verified() {
         let c = [
-            cand("verified", at(2026, 5, 1, 0), true),
+            cand("verified", at(2026, 5, 2, 0), true),
             cand("newest", at(2026, 5, 3, 0), false),
-            cand("other", at(2026, 5, 2, 0), false),
+            cand("other", at(2026, 5, 1, 0), false),
         ];
         assert_eq!(
             plan(&c, &policy(0, 0, 0, 0, None), at(2026, 5, 4, 0)),
@@ -355,7 +373,7 @@ mod tests {
         let c = [
             cand("b", t, false),
             cand("z", at(2026, 7, 1, 0), false),
-            cand("c", t, false),
+            cand("c", t, true),
             cand("a", t, false),
         ];
         assert_eq!(
@@ -363,9 +381,37 @@ mod tests {
             vec![
                 dec("b", true, &["last 2"]),
                 dec("z", false, &[DROPPED]),
-                dec("c", true, &["last 1", "newest"]),
+                dec("c", true, &["last 1", "newest", "newest verified"]),
                 dec("a", false, &[DROPPED]),
             ]
+        );
+    }
+
+    #[test]
+    fn nothing_is_deleted_without_a_newer_verified_backup() {
+        let c = [
+            cand("old", at(2026, 1, 1, 0), false),
+            cand("verified", at(2026, 2, 1, 0), true),
+            cand("unverified-newer", at(2026, 3, 1, 0), false),
+            cand("newest", at(2026, 4, 1, 0), false),
+        ];
+        assert_eq!(
+            plan(&c, &policy(1, 0, 0, 0, Some(1)), at(2026, 5, 1, 0)),
+            vec![
+                dec("old", false, &["older than 1 days"]),
+                dec("verified", true, &["newest verified"]),
+                dec("unverified-newer", true, &["no newer verified backup yet"]),
+                dec("newest", true, &["newest"]),
+            ]
+        );
+        let none_verified = [
+            cand("a", at(2026, 1, 1, 0), false),
+            cand("b", at(2026, 1, 2, 0), false),
+        ];
+        assert!(
+            plan(&none_verified, &policy(1, 0, 0, 0, None), at(2026, 5, 1, 0))
+                .iter()
+                .all(|d| d.keep)
         );
     }
 }

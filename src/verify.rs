@@ -5,12 +5,11 @@
 //! read and the structural check are the verification.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::process::Stdio;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use crate::crypto::Crypto;
@@ -18,7 +17,7 @@ use crate::db::PgTarget;
 use crate::manifest::{BackupKind, ContentFormat};
 use crate::process::{capture_stderr, Watchdog};
 use crate::progress::Progress;
-use crate::repo::RepoEntry;
+use crate::repo::{RepoEntry, Repository};
 use crate::stream::{decode, StreamDigests};
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +35,12 @@ pub struct VerifyReport {
 }
 
 /// Reads the whole backup and checks it. Never fails: problems are in the report.
-pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> VerifyReport {
+pub fn verify_entry(
+    entry: &RepoEntry,
+    repo: &dyn Repository,
+    crypto: &Crypto,
+    pg: &PgTarget,
+) -> VerifyReport {
     let started = Instant::now();
     let mut problems = Vec::new();
     let mut structure = None;
@@ -45,13 +49,11 @@ pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Verify
         if entry.size != m.digests.stored_size {
             problems.push(format!(
                 "size: {} is {} bytes, manifest says {}",
-                entry.object_path.display(),
-                entry.size,
-                m.digests.stored_size
+                entry.location, entry.size, m.digests.stored_size
             ));
         }
     }
-    match read_through(entry, crypto, pg) {
+    match read_through(entry, repo, crypto, pg) {
         Ok((d, s, errs)) => {
             digests = d;
             structure = s;
@@ -64,10 +66,9 @@ pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Verify
         if digests.stored_size == 0 && !problems.is_empty() {
             // Decryption stopped early: hash the stored bytes on their own, so a damaged
             // file is told apart from a wrong passphrase or key.
-            match File::open(&entry.object_path)
-                .map(BufReader::new)
-                .and_then(|f| crate::stream::sha256_of(f, None))
-            {
+            match repo.open(entry).and_then(|f| {
+                crate::stream::sha256_of(BufReader::new(f), None).map_err(anyhow::Error::from)
+            }) {
                 Ok((sha, _)) if sha != want.stored_sha256 => problems.insert(
                     0,
                     format!(
@@ -76,7 +77,7 @@ pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Verify
                     ),
                 ),
                 Ok(_) => {}
-                Err(e) => problems.push(format!("reading {}: {e}", entry.object_path.display())),
+                Err(e) => problems.push(format!("reading {}: {e}", entry.location)),
             }
         } else {
             if digests.stored_sha256 != want.stored_sha256 {
@@ -101,7 +102,7 @@ pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Verify
     VerifyReport {
         id: entry.id.clone(),
         kind: entry.kind,
-        path: entry.object_path.display().to_string(),
+        path: entry.location.clone(),
         ok: problems.is_empty(),
         problems,
         structure,
@@ -114,11 +115,11 @@ pub fn verify_entry(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Verify
 /// Decodes on a thread into a pipe while the structural check reads the other end.
 fn read_through(
     entry: &RepoEntry,
+    repo: &dyn Repository,
     crypto: &Crypto,
     pg: &PgTarget,
 ) -> Result<(StreamDigests, Option<String>, Vec<String>)> {
-    let file = File::open(&entry.object_path)
-        .with_context(|| format!("opening {}", entry.object_path.display()))?;
+    let file = repo.open(entry)?;
     let (mut reader, writer) = io::pipe()?;
     let expected_tables = entry
         .manifest
@@ -292,11 +293,15 @@ fn check_plain_sql(reader: &mut impl Read) -> Result<String> {
 
 /// Before a restore touches its target: the stored bytes must match the manifest
 /// (old-script backups: a full verification read).
-pub fn check_before_restore(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -> Result<()> {
+pub fn check_before_restore(
+    entry: &RepoEntry,
+    repo: &dyn Repository,
+    crypto: &Crypto,
+    pg: &PgTarget,
+) -> Result<()> {
     match &entry.manifest {
         Some(m) => {
-            let file = File::open(&entry.object_path)
-                .with_context(|| format!("opening {}", entry.object_path.display()))?;
+            let file = repo.open(entry)?;
             let mut progress = Progress::bytes(&format!("checksum {}", entry.id), Some(entry.size));
             let (sha, size) = crate::stream::sha256_of(
                 BufReader::with_capacity(1 << 20, file),
@@ -305,7 +310,7 @@ pub fn check_before_restore(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -
             if size != m.digests.stored_size || sha != m.digests.stored_sha256 {
                 bail!(
                     "{} does not match its manifest (size {size} vs {}, sha256 {sha} vs {}); refusing to restore a damaged backup",
-                    entry.object_path.display(),
+                    entry.location,
                     m.digests.stored_size,
                     m.digests.stored_sha256
                 );
@@ -313,11 +318,11 @@ pub fn check_before_restore(entry: &RepoEntry, crypto: &Crypto, pg: &PgTarget) -
             Ok(())
         }
         None => {
-            let report = verify_entry(entry, crypto, pg);
+            let report = verify_entry(entry, repo, crypto, pg);
             if !report.ok {
                 bail!(
                     "{} failed verification ({}); refusing to restore it",
-                    entry.object_path.display(),
+                    entry.location,
                     report.problems.join("; ")
                 );
             }

@@ -5,7 +5,6 @@
 //! full system backup script (which wrote plaintext to disk first, encrypted
 //! afterwards, and could leave a half-written file looking like the latest).
 
-use std::io::BufWriter;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
@@ -25,7 +24,7 @@ use crate::manifest::{
 };
 use crate::process::{capture_stderr, Watchdog};
 use crate::progress::{human_bytes, Progress};
-use crate::repo::{LocalRepo, PendingObject};
+use crate::repo::{self, PendingObject, Repository};
 use crate::stream::{encode, CompressionSpec, StreamDigests};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +69,10 @@ struct Written {
     id: String,
     kind: BackupKind,
     path: String,
+    /// Verified copies in the other repositories (S3).
+    copies: Vec<String>,
+    /// The local copy was deleted after a verified upload (s3.upload_then_delete_local).
+    local_deleted: bool,
     stored_size: u64,
     content_size: u64,
     seconds: f64,
@@ -94,6 +97,13 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
 
     if ctx.global.dry_run {
         let mut lines = Vec::new();
+        let mut targets = Vec::new();
+        if cfg.repository.local {
+            targets.push(cfg.repository.path.display().to_string());
+        }
+        if cfg.s3.enabled {
+            targets.push(format!("s3://{}/{}", cfg.s3.bucket, cfg.s3.prefix));
+        }
         for k in &kinds {
             let source = match k {
                 BackupKind::Db => format!(
@@ -104,22 +114,28 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
                 BackupKind::Config => format!("directory {}", cfg.paths.config_dir.display()),
             };
             lines.push(format!(
-                "would back up {source} -> {}/{}/ ({:?} level {}, encryption {:?})",
-                cfg.repository.path.display(),
+                "would back up {source} -> {} ({}/; {:?} level {}, encryption {:?})",
+                targets.join(" and "),
                 k.dir(),
                 spec.kind,
                 spec.level(),
                 cfg.encryption.mode
             ));
         }
-        if !args.no_retention && cfg.retention.enabled && cfg.repository.path.is_dir() {
-            let repo = LocalRepo::open(&cfg.repository.path)?;
-            for k in &kinds {
-                for d in super::backups::retention_plan(&repo, *k, &cfg.retention)?
-                    .iter()
-                    .filter(|d| !d.keep)
-                {
-                    lines.push(format!("would delete {} ({})", d.id, d.reasons.join(", ")));
+        if !args.no_retention && cfg.retention.enabled {
+            for r in repo::for_backup(cfg)? {
+                for k in &kinds {
+                    for d in super::backups::retention_plan(r.as_ref(), *k, &cfg.retention)?
+                        .iter()
+                        .filter(|d| !d.keep)
+                    {
+                        lines.push(format!(
+                            "would delete {} from {} ({})",
+                            d.id,
+                            r.location(),
+                            d.reasons.join(", ")
+                        ));
+                    }
                 }
             }
         }
@@ -131,13 +147,13 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
     }
 
     let crypto = Crypto::for_encrypt(&cfg.encryption)?;
-    let repo = LocalRepo::create(&cfg.repository.path)?;
-    for p in repo.clean_partials()? {
-        log::warn!(
-            "removed unfinished file from an interrupted run: {}",
-            p.display()
-        );
+    let repos = repo::for_backup(cfg)?;
+    for r in &repos {
+        for p in r.clean_partials()? {
+            log::warn!("removed an unfinished upload/file from an interrupted run: {p}");
+        }
     }
+    let primary = repos[0].as_ref();
 
     let mut code = ExitCode::Success;
     let mut written = Vec::new();
@@ -147,51 +163,102 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         log::info!("starting {} backup", kind.name());
         let started = Instant::now();
         let result = match kind {
-            BackupKind::Db => backup_db(ctx, &repo, &crypto, spec),
-            BackupKind::App => backup_dir(&repo, &crypto, spec, kind, &cfg.paths.app_dir),
-            BackupKind::Config => backup_dir(&repo, &crypto, spec, kind, &cfg.paths.config_dir),
+            BackupKind::Db => backup_db(ctx, primary, &crypto, spec),
+            BackupKind::App => backup_dir(primary, &crypto, spec, kind, &cfg.paths.app_dir),
+            BackupKind::Config => backup_dir(primary, &crypto, spec, kind, &cfg.paths.config_dir),
         };
-        match result {
-            Ok((path, m)) => {
-                let w = Written {
-                    id: m.id.clone(),
-                    kind,
-                    path: path.display().to_string(),
-                    stored_size: m.digests.stored_size,
-                    content_size: m.digests.content_size,
-                    seconds: started.elapsed().as_secs_f64(),
-                    tables: m.database.as_ref().map(|d| d.tables.len()),
-                };
-                log::info!(
-                    "{} backup {} written: {} stored ({} before compression) in {:.1}s -> {}",
-                    kind.name(),
-                    w.id,
-                    human_bytes(w.stored_size),
-                    human_bytes(w.content_size),
-                    w.seconds,
-                    w.path
-                );
-                written.push(w);
-                if !args.no_retention && cfg.retention.enabled {
-                    match super::backups::apply_retention(&repo, kind, &cfg.retention, false) {
-                        Ok(ids) => deleted.extend(ids),
-                        Err(e) => {
-                            log::warn!("retention for {} backups failed: {e:#}", kind.name());
-                            code = code.worst(ExitCode::Warning);
-                        }
-                    }
-                }
-            }
+        let (location, m) = match result {
+            Ok(r) => r,
             Err(e) => {
                 log::error!("{} backup failed: {e:#}", kind.name());
                 failures.push(json!({"kind": kind, "error": format!("{e:#}")}));
                 code = code.worst(crate::exit::exit_code_for(&e));
+                continue;
+            }
+        };
+        log::info!(
+            "{} backup {} written: {} stored ({} before compression) in {:.1}s -> {location}",
+            kind.name(),
+            m.id,
+            human_bytes(m.digests.stored_size),
+            human_bytes(m.digests.content_size),
+            started.elapsed().as_secs_f64(),
+        );
+        let mut copies = Vec::new();
+        let mut all_copied = true;
+        for other in &repos[1..] {
+            match replicate(primary, &m, other.as_ref()) {
+                Ok(loc) => {
+                    log::info!("{} uploaded and verified: {loc}", m.id);
+                    copies.push(loc);
+                }
+                Err(e) => {
+                    all_copied = false;
+                    log::error!(
+                        "copying {} to {} failed: {e:#}; the copy at {location} is kept",
+                        m.id,
+                        other.location()
+                    );
+                    failures.push(json!({"kind": kind, "id": m.id, "repository": other.location(), "error": format!("{e:#}")}));
+                    code = code.worst(crate::exit::exit_code_for(&e));
+                }
+            }
+        }
+        let mut local_deleted = false;
+        if all_copied && repos.len() > 1 && cfg.s3.upload_then_delete_local {
+            match primary
+                .find(&m.id, Some(kind))
+                .and_then(|e| primary.delete(&e))
+            {
+                Ok(()) => {
+                    log::info!(
+                        "upload of {} verified; deleted the local copy {location}",
+                        m.id
+                    );
+                    local_deleted = true;
+                }
+                Err(e) => {
+                    log::warn!("could not delete the local copy {location}: {e:#}");
+                    code = code.worst(ExitCode::Warning);
+                }
+            }
+        }
+        written.push(Written {
+            id: m.id.clone(),
+            kind,
+            path: location,
+            copies,
+            local_deleted,
+            stored_size: m.digests.stored_size,
+            content_size: m.digests.content_size,
+            seconds: started.elapsed().as_secs_f64(),
+            tables: m.database.as_ref().map(|d| d.tables.len()),
+        });
+        if !args.no_retention && cfg.retention.enabled {
+            for r in &repos {
+                match super::backups::apply_retention(r.as_ref(), kind, &cfg.retention, false) {
+                    Ok(ids) => deleted.extend(ids),
+                    Err(e) => {
+                        log::warn!(
+                            "retention for {} backups in {} failed: {e:#}",
+                            kind.name(),
+                            r.location()
+                        );
+                        code = code.worst(ExitCode::Warning);
+                    }
+                }
             }
         }
     }
     let text = written
         .iter()
-        .map(|w| format!("{}  {}  {}", w.id, human_bytes(w.stored_size), w.path))
+        .map(|w| {
+            let mut line = format!("{}  {}  {}", w.id, human_bytes(w.stored_size), w.path);
+            for c in &w.copies {
+                line.push_str(&format!("\n    copy: {c}"));
+            }
+            line
+        })
         .collect::<Vec<_>>()
         .join("\n");
     ctx.emit(
@@ -201,10 +268,41 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
+/// Copies a finished backup into another repository, checks what arrived, then writes its manifest there.
+fn replicate(
+    from: &dyn Repository,
+    manifest: &BackupManifest,
+    to: &dyn Repository,
+) -> Result<String> {
+    let entry = from.find(&manifest.id, Some(manifest.kind))?;
+    let suffix = manifest.object.strip_prefix(&manifest.id).unwrap_or("");
+    let mut pending = to.begin(manifest.kind, &manifest.id, suffix)?;
+    let mut progress = Progress::bytes(&format!("upload {}", manifest.id), Some(entry.size));
+    let (mut hash, mut n) = (sha2::Sha256::default(), 0u64);
+    let mut reader = crate::stream::HashingReader::new(
+        from.open(&entry)?,
+        &mut hash,
+        &mut n,
+        Some(&mut progress),
+    );
+    std::io::copy(&mut reader, &mut pending)
+        .with_context(|| format!("uploading to {}", to.location()))?;
+    drop(reader);
+    let sent = hex::encode(sha2::Digest::finalize(hash));
+    if sent != manifest.digests.stored_sha256 || n != manifest.digests.stored_size {
+        bail!("the local copy changed since it was written (sha256 {sent}); not uploading it");
+    }
+    pending.commit(manifest)
+}
+
 /// Starts a new object, retrying with a fresh id on the (unlikely) name clash.
-fn begin(repo: &LocalRepo, kind: BackupKind, suffix: &str) -> Result<PendingObject> {
+fn begin<'r>(
+    repo: &'r dyn Repository,
+    kind: BackupKind,
+    suffix: &str,
+) -> Result<Box<dyn PendingObject + 'r>> {
     for _ in 0..5 {
-        let id = LocalRepo::new_id(kind, Utc::now());
+        let id = repo::new_id(kind, Utc::now());
         match repo.begin(kind, &id, suffix) {
             Ok(p) => return Ok(p),
             Err(e)
@@ -229,7 +327,7 @@ fn object_suffix(format: ContentFormat, spec: CompressionSpec, crypto: &Crypto) 
 }
 
 fn manifest_for(
-    pending: &PendingObject,
+    pending: &dyn PendingObject,
     format: ContentFormat,
     spec: CompressionSpec,
     crypto: &Crypto,
@@ -238,18 +336,13 @@ fn manifest_for(
 ) -> BackupManifest {
     BackupManifest {
         manifest_version: MANIFEST_VERSION,
-        id: pending.id.clone(),
-        kind: pending.kind,
+        id: pending.id().to_string(),
+        kind: pending.kind(),
         format,
         compression: spec.kind,
         compression_level: spec.level(),
         encryption: crypto.info(),
-        object: pending
-            .final_path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
+        object: pending.object_name(),
         digests,
         started_at,
         finished_at: Utc::now(),
@@ -264,10 +357,10 @@ fn manifest_for(
 /// with exact row counts taken in that same snapshot while the dump streams.
 fn backup_db(
     ctx: &Ctx,
-    repo: &LocalRepo,
+    repo: &dyn Repository,
     crypto: &Crypto,
     spec: CompressionSpec,
-) -> Result<(std::path::PathBuf, BackupManifest)> {
+) -> Result<(String, BackupManifest)> {
     let cfg = ctx.config();
     let target = PgTarget::from_config(&cfg.database);
     let db = &cfg.database.name;
@@ -304,13 +397,7 @@ fn backup_db(
         let client = &mut snapshot.client;
         let counter = s.spawn(move || count_rows(client));
         let mut progress = Progress::bytes("pg_dump", None);
-        let encoded = encode(
-            stdout,
-            spec,
-            crypto,
-            BufWriter::with_capacity(1 << 20, &mut pending.file),
-            Some(&mut progress),
-        );
+        let encoded = encode(stdout, spec, crypto, &mut *pending, Some(&mut progress));
         if encoded.is_err() {
             let _ = child.kill(); // it may be blocked on a lock and never notice the closed pipe
         }
@@ -351,7 +438,7 @@ fn backup_db(
         .context("closing the snapshot transaction")?;
 
     let mut manifest = manifest_for(
-        &pending,
+        pending.as_ref(),
         ContentFormat::PgDumpCustom,
         spec,
         crypto,
@@ -365,18 +452,18 @@ fn backup_db(
         snapshot: snapshot_id,
         tables,
     });
-    let path = repo.publish(pending, &manifest)?;
+    let path = pending.commit(&manifest)?;
     Ok((path, manifest))
 }
 
 /// A tar of `dir`, streamed through the same compression + encryption path.
 fn backup_dir(
-    repo: &LocalRepo,
+    repo: &dyn Repository,
     crypto: &Crypto,
     spec: CompressionSpec,
     kind: BackupKind,
     dir: &Path,
-) -> Result<(std::path::PathBuf, BackupManifest)> {
+) -> Result<(String, BackupManifest)> {
     if !dir.is_dir() {
         bail!(
             "{} is not a directory (paths.{}_dir); nothing was published",
@@ -394,13 +481,7 @@ fn backup_dir(
     let (encoded, tarred) = std::thread::scope(|s| {
         let tar = s.spawn(move || crate::archive::write_tar(dir, writer));
         let mut progress = Progress::bytes(&format!("tar {}", dir.display()), None);
-        let encoded = encode(
-            reader,
-            spec,
-            crypto,
-            BufWriter::with_capacity(1 << 20, &mut pending.file),
-            Some(&mut progress),
-        );
+        let encoded = encode(reader, spec, crypto, &mut *pending, Some(&mut progress));
         (
             encoded,
             tar.join().map_err(|_| anyhow!("tar thread panicked")),
@@ -415,7 +496,7 @@ fn backup_dir(
         human_bytes(stats.bytes)
     );
     let mut manifest = manifest_for(
-        &pending,
+        pending.as_ref(),
         ContentFormat::Tar,
         spec,
         crypto,
@@ -423,6 +504,6 @@ fn backup_dir(
         started_at,
     );
     manifest.source_dir = Some(dir.display().to_string());
-    let path = repo.publish(pending, &manifest)?;
+    let path = pending.commit(&manifest)?;
     Ok((path, manifest))
 }

@@ -13,7 +13,7 @@ use crate::config::RetentionConfig;
 use crate::exit::ExitCode;
 use crate::manifest::BackupKind;
 use crate::progress::human_bytes;
-use crate::repo::LocalRepo;
+use crate::repo::{self, Repository};
 use crate::retention::{plan, Candidate, Decision};
 
 #[derive(Debug, Subcommand)]
@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, cmd: BackupsCommand) -> Result<ExitCode> {
 }
 
 fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
-    let repo = LocalRepo::open(&ctx.config().repository.path)?;
+    let repo = repo::for_reading(ctx.config(), ctx.global.from)?;
     let (entries, warnings) = repo.list()?;
     let entries: Vec<_> = entries
         .into_iter()
@@ -77,13 +77,13 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
         .map(|e| {
             json!({
                 "id": e.id, "kind": e.kind, "time": e.time, "size": e.size, "state": e.state(),
-                "path": e.object_path, "legacy": e.legacy.is_some(), "verification": e.verification,
+                "location": e.location, "legacy": e.legacy.is_some(), "verification": e.verification,
                 "tables": e.manifest.as_ref().and_then(|m| m.database.as_ref()).map(|d| d.tables.len()),
             })
         })
         .collect();
     ctx.emit(
-        &json!({"repository": repo.root, "backups": json_entries, "warnings": warnings}),
+        &json!({"repository": repo.location(), "backups": json_entries, "warnings": warnings}),
         &text,
     );
     Ok(ExitCode::Success)
@@ -91,7 +91,7 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
 
 /// The retention decisions for one kind (managed backups only; old-script files are never touched).
 pub fn retention_plan(
-    repo: &LocalRepo,
+    repo: &dyn Repository,
     kind: BackupKind,
     policy: &RetentionConfig,
 ) -> Result<Vec<Decision>> {
@@ -110,7 +110,7 @@ pub fn retention_plan(
 
 /// Deletes what the policy does not keep; returns the ids deleted (or that would be, with `dry_run`).
 pub fn apply_retention(
-    repo: &LocalRepo,
+    repo: &dyn Repository,
     kind: BackupKind,
     policy: &RetentionConfig,
     dry_run: bool,
@@ -135,7 +135,7 @@ pub fn apply_retention(
 
 fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
-    let repo = LocalRepo::open(&cfg.repository.path)?;
+    let repo = repo::for_reading(cfg, ctx.global.from)?;
     let kinds = args
         .kind
         .map(|k| vec![k])
@@ -143,8 +143,8 @@ fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
     let mut report = Vec::new();
     let mut text = String::new();
     for kind in kinds {
-        let decisions = retention_plan(&repo, kind, &cfg.retention)?;
-        let deleted = apply_retention(&repo, kind, &cfg.retention, ctx.global.dry_run)?;
+        let decisions = retention_plan(repo.as_ref(), kind, &cfg.retention)?;
+        let deleted = apply_retention(repo.as_ref(), kind, &cfg.retention, ctx.global.dry_run)?;
         for d in &decisions {
             let action = match (d.keep, ctx.global.dry_run) {
                 (true, _) => "keep",

@@ -15,7 +15,7 @@ use crate::crypto::Crypto;
 use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
 use crate::manifest::BackupKind;
-use crate::repo::LocalRepo;
+use crate::repo;
 use crate::restorer::{
     compare_rows, restore_db, restore_dir, user_relation_count, DbRestoreOptions,
 };
@@ -48,7 +48,7 @@ pub struct RestoreArgs {
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
-    let repo = LocalRepo::open(&cfg.repository.path)?;
+    let repo = repo::for_reading(cfg, ctx.global.from)?;
     let kind = args
         .kind
         .or(if args.target_dir.is_some() && args.id == "latest" {
@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
             let plan = format!(
                 "restore {} ({}) into database {} ({}), {}",
                 entry.id,
-                entry.object_path.display(),
+                entry.location,
                 pg.describe(&db),
                 if !exists {
                     "will be created".to_string()
@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
             }
             let crypto = Crypto::for_decrypt(&cfg.encryption)?;
             log::info!("checking {} before restoring", entry.id);
-            check_before_restore(&entry, &crypto, &pg)?;
+            check_before_restore(&entry, repo.as_ref(), &crypto, &pg)?;
             if !exists {
                 pg.create_database(&db)?;
             }
@@ -119,7 +119,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                 no_owner: args.no_owner,
                 scratch_dir: cfg.paths.scratch_dir.clone(),
             };
-            if let Err(e) = restore_db(&entry, &crypto, &pg, &db, &opts) {
+            if let Err(e) = restore_db(&entry, repo.as_ref(), &crypto, &pg, &db, &opts) {
                 if !exists {
                     // Leave nothing that looks like a restored database.
                     if let Err(d) = pg.drop_database(&db) {
@@ -214,8 +214,8 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
             }
             let crypto = Crypto::for_decrypt(&cfg.encryption)?;
             log::info!("checking {} before restoring", entry.id);
-            check_before_restore(&entry, &crypto, &pg)?;
-            let aside = restore_dir(&entry, &crypto, &dir, args.clean)?;
+            check_before_restore(&entry, repo.as_ref(), &crypto, &pg)?;
+            let aside = restore_dir(&entry, repo.as_ref(), &crypto, &dir, args.clean)?;
             let text = match &aside {
                 Some(a) => format!(
                     "restored {} into {} (previous contents kept in {})",

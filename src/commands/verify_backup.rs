@@ -17,7 +17,7 @@ use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
 use crate::manifest::{BackupKind, ContentFormat, VerificationRecord};
 use crate::progress::human_bytes;
-use crate::repo::{LocalRepo, RepoEntry};
+use crate::repo::{self, RepoEntry, Repository};
 use crate::restorer::{compare_rows, restore_db, DbRestoreOptions, TableComparison};
 use crate::verify::verify_entry;
 
@@ -44,7 +44,7 @@ pub struct VerifyArgs {
 
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
-    let repo = LocalRepo::open(&cfg.repository.path)?;
+    let repo = repo::for_reading(cfg, ctx.global.from)?;
     let (all, warnings) = repo.list()?;
     for w in &warnings {
         log::warn!("{w}");
@@ -67,9 +67,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
             .collect()
     };
     if selected.is_empty() {
-        log::error!("no backups found in {}", repo.root.display());
+        log::error!("no backups found in {}", repo.location());
         ctx.emit(
-            &json!({"ok": false, "error": "no backups found", "repository": repo.root}),
+            &json!({"ok": false, "error": "no backups found", "repository": repo.location()}),
             "no backups found",
         );
         return Ok(ExitCode::Failed);
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     if ctx.global.dry_run {
         let lines: Vec<String> = selected
             .iter()
-            .map(|e| format!("would verify {} ({})", e.id, e.object_path.display()))
+            .map(|e| format!("would verify {} ({})", e.id, e.location))
             .collect();
         ctx.emit(
             &json!({"dry_run": true, "actions": lines}),
@@ -92,12 +92,12 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     let mut text = String::new();
     for entry in &selected {
-        log::info!("verifying {} ({})", entry.id, entry.object_path.display());
-        let report = verify_entry(entry, &crypto, &pg);
+        log::info!("verifying {} ({})", entry.id, entry.location);
+        let report = verify_entry(entry, repo.as_ref(), &crypto, &pg);
         let mut problems = report.problems.clone();
         let mut comparison: Option<Vec<TableComparison>> = None;
         if args.restore_test && entry.kind == BackupKind::Db && report.ok {
-            match restore_test(ctx, entry, &crypto, &pg) {
+            match restore_test(ctx, entry, repo.as_ref(), &crypto, &pg) {
                 Ok(rows) => {
                     for r in rows
                         .iter()
@@ -148,13 +148,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         } else {
             code = code.worst(ExitCode::Failed);
             for p in &problems {
-                log::error!("{} ({}): {p}", entry.id, entry.object_path.display());
+                log::error!("{} ({}): {p}", entry.id, entry.location);
             }
-            text.push_str(&format!(
-                "FAILED  {}  {}\n",
-                entry.id,
-                entry.object_path.display()
-            ));
+            text.push_str(&format!("FAILED  {}  {}\n", entry.id, entry.location));
             for p in &problems {
                 text.push_str(&format!("        {p}\n"));
             }
@@ -229,6 +225,7 @@ fn opt(v: Option<i64>) -> String {
 fn restore_test(
     ctx: &Ctx,
     entry: &RepoEntry,
+    repo: &dyn Repository,
     crypto: &Crypto,
     pg: &PgTarget,
 ) -> Result<Vec<TableComparison>> {
@@ -255,7 +252,7 @@ fn restore_test(
         scratch_dir: ctx.config().paths.scratch_dir.clone(),
         ..Default::default()
     };
-    let result = restore_db(entry, crypto, pg, &scratch, &opts).and_then(|_| {
+    let result = restore_db(entry, repo, crypto, pg, &scratch, &opts).and_then(|_| {
         compare_rows(
             pg,
             &scratch,

@@ -12,4 +12,5 @@ mod examples;
 mod legacy;
 mod restore;
 mod retention;
+mod s3;
 mod verify;

@@ -1,4 +1,5 @@
-//! Retention: deletes only what the policy drops, never the newest verified backup.
+//! Retention: deletes only what the policy drops, never the newest verified backup,
+//! and nothing that has no verified replacement.
 
 use crate::support::*;
 
@@ -9,8 +10,8 @@ fn prune_keeps_newest_and_newest_verified_and_dry_run_deletes_nothing() {
     let (a, _) = env.backup("config");
     let (b, _) = env.backup("config");
     let (c, _) = env.backup("config");
-    // Only the oldest is verified; then the newest goes bad (verification FAILED).
-    assert_eq!(env.run(&["verify-backup", &a]).code(), 0);
+    // Only the middle one is verified.
+    assert_eq!(env.run(&["verify-backup", &b]).code(), 0);
     env.write_config(
         "[retention]\nkeep_last = 1\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
     );
@@ -26,7 +27,7 @@ fn prune_keeps_newest_and_newest_verified_and_dry_run_deletes_nothing() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(
         r.json()["kinds"][0]["deleted"],
-        serde_json::json!([b.clone()])
+        serde_json::json!([a.clone()])
     );
     assert_eq!(env.list().len(), 3, "dry run deletes nothing");
 
@@ -39,22 +40,31 @@ fn prune_keeps_newest_and_newest_verified_and_dry_run_deletes_nothing() {
         .collect();
     assert_eq!(
         ids,
-        vec![a.clone(), c.clone()],
-        "kept: newest verified ({a}) and newest ({c})"
+        vec![b.clone(), c.clone()],
+        "kept: newest verified ({b}) and newest ({c})"
     );
-    assert!(!walk_has(&env, &b));
+    assert!(!walk_has(&env, &a));
 }
 
 #[test]
-fn retention_runs_after_each_backup() {
+fn retention_runs_after_each_backup_but_never_without_a_verified_replacement() {
     let env = TestEnv::new("retention_auto");
     env.write_config(
         "[retention]\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
     );
-    for _ in 0..4 {
+    for _ in 0..3 {
         env.backup("config");
     }
-    assert_eq!(env.list().len(), 2);
+    assert_eq!(
+        env.list().len(),
+        3,
+        "nothing verified yet: nothing may be deleted"
+    );
+    assert_eq!(env.run(&["verify-backup", "--kind", "config"]).code(), 0);
+    env.backup("config");
+    let list = env.list();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["state"], "verified");
 }
 
 fn walk_has(env: &TestEnv, id: &str) -> bool {

@@ -1,0 +1,602 @@
+//! The repository in S3-compatible object storage (AWS S3, Garage, MinIO, Ceph
+//! RGW, s3s), through rust-s3's sync API, with the same layout and manifests
+//! as the local repository under `s3.prefix`.
+//!
+//! Uploads stream as multipart uploads (part size grows so the 10 000-part
+//! limit is never hit); every part carries Content-MD5 and a signed SHA-256 of
+//! its payload, which the server checks. After completion the object's size
+//! and ETag (for multipart: MD5 of the parts' MD5s, "-N") are compared with
+//! what we sent, falling back to a streamed read-back SHA-256 when a store
+//! computes ETags differently. Only then is the manifest written. An upload
+//! that does not commit is aborted. Transient errors are retried with backoff
+//! until `s3.retry_deadline_secs`; permanent ones fail at once naming the
+//! setting to check.
+
+use std::io::{self, Read, Write};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use md5::{Digest as _, Md5};
+use s3::creds::Credentials;
+use s3::error::S3Error;
+use s3::serde_types::Part;
+use s3::{Bucket, Region};
+use sha2::Sha256;
+
+use super::{
+    build_listing, is_listed_key, PendingObject, RepoEntry, Repository, StoredFile,
+    MANIFEST_SUFFIX, VERIFIED_SUFFIX,
+};
+use crate::config::S3Config;
+use crate::exit::could_not_start;
+use crate::manifest::{BackupKind, BackupManifest, VerificationRecord};
+
+const MIB: usize = 1024 * 1024;
+/// Part sizes double every this many parts: 10 000 parts then cover far more than any backup.
+const PARTS_PER_SIZE_STEP: u32 = 1000;
+const MAX_PART: usize = 5 * 1024 * MIB;
+
+pub struct S3Repo {
+    bucket: Box<Bucket>,
+    prefix: String,
+    part_size: usize,
+    retry_deadline: Duration,
+}
+
+/// How an S3 error should be handled.
+enum Failure {
+    /// Worth retrying (timeouts, resets, 5xx, 429).
+    Transient(String),
+    /// Retrying cannot help; the message says which setting to check.
+    Permanent(String),
+    /// The key does not exist.
+    NotFound,
+}
+
+impl S3Repo {
+    pub fn open(cfg: &S3Config) -> Result<S3Repo> {
+        let access = cfg.access_key_id.clone().ok_or_else(|| {
+            could_not_start("S3 access key missing: set s3.access_key_id, s3.access_key_id_file or AWS_ACCESS_KEY_ID")
+        })?;
+        let secret = cfg.secret_access_key.clone().ok_or_else(|| {
+            could_not_start(
+                "S3 secret key missing: set s3.secret_access_key_file or AWS_SECRET_ACCESS_KEY",
+            )
+        })?;
+        let creds = Credentials::new(Some(&access), Some(secret.expose()), None, None, None)
+            .map_err(|e| could_not_start(format!("S3 credentials: {e}")))?;
+        let region = Region::Custom {
+            region: cfg.region.clone(),
+            endpoint: cfg.endpoint.trim_end_matches('/').to_string(),
+        };
+        let mut bucket = Bucket::new(&cfg.bucket, region, creds).map_err(|e| {
+            could_not_start(format!(
+                "S3 bucket {:?} at {}: {e}",
+                cfg.bucket, cfg.endpoint
+            ))
+        })?;
+        if cfg.path_style {
+            bucket = bucket.with_path_style();
+        }
+        bucket.set_request_timeout(Some(Duration::from_secs(cfg.request_timeout_secs)));
+        // We retry ourselves, with classification and a deadline.
+        s3::set_retries(0);
+        Ok(S3Repo {
+            bucket,
+            prefix: cfg.prefix.trim_matches('/').to_string(),
+            part_size: (cfg.part_size_mib as usize).max(5) * MIB,
+            retry_deadline: Duration::from_secs(cfg.retry_deadline_secs),
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket.name(), self.full_key(key))
+    }
+
+    fn classify(&self, e: &S3Error) -> Failure {
+        match e {
+            S3Error::HttpFailWithBody(status, body) => {
+                let code = xml_code(body);
+                let has = |c: &str| code.as_deref() == Some(c);
+                match status {
+                    404 if has("NoSuchBucket") => Failure::Permanent(format!(
+                        "bucket {:?} does not exist at this endpoint (check s3.bucket and s3.endpoint)",
+                        self.bucket.name()
+                    )),
+                    404 => Failure::NotFound,
+                    _ if has("RequestTimeTooSkewed") => Failure::Permanent(
+                        "the S3 server rejects our clock (RequestTimeTooSkewed): this host's time differs from the server's by more than 15 minutes; fix NTP"
+                            .into(),
+                    ),
+                    403 if has("SignatureDoesNotMatch") => Failure::Permanent(
+                        "S3 rejected the request signature: the secret key is wrong (check s3.secret_access_key_file / AWS_SECRET_ACCESS_KEY)"
+                            .into(),
+                    ),
+                    403 if has("InvalidAccessKeyId") => Failure::Permanent(
+                        "S3 does not know this access key (check s3.access_key_id / AWS_ACCESS_KEY_ID)".into(),
+                    ),
+                    403 => Failure::Permanent(format!(
+                        "S3 denied access to bucket {:?} ({}): the credentials are wrong or lack permission \
+                         (check s3.access_key_id and s3.secret_access_key_file / AWS_SECRET_ACCESS_KEY)",
+                        self.bucket.name(),
+                        code.unwrap_or_else(|| "HTTP 403".into())
+                    )),
+                    429 | 500..=599 => Failure::Transient(format!("HTTP {status} {}", code.unwrap_or_default())),
+                    _ => Failure::Permanent(format!("HTTP {status}: {}", code.unwrap_or_else(|| truncate(body)))),
+                }
+            }
+            S3Error::Credentials(e) => Failure::Permanent(format!("S3 credentials: {e}")),
+            S3Error::UrlParse(e) => {
+                Failure::Permanent(format!("s3.endpoint is not a valid URL: {e}"))
+            }
+            other => Failure::Transient(other.to_string()),
+        }
+    }
+
+    /// Runs one S3 call, retrying transient failures with backoff until the deadline.
+    fn call<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut() -> std::result::Result<T, S3Error>,
+    ) -> Result<Option<T>> {
+        let deadline = Instant::now() + self.retry_deadline;
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match f() {
+                Ok(v) => return Ok(Some(v)),
+                Err(e) => match self.classify(&e) {
+                    Failure::NotFound => return Ok(None),
+                    Failure::Permanent(msg) => bail!("{what}: {msg}"),
+                    Failure::Transient(msg) => {
+                        if Instant::now() + delay > deadline {
+                            bail!(
+                                "{what}: still failing after {attempt} attempts over {}s (s3.retry_deadline_secs): {msg}",
+                                self.retry_deadline.as_secs()
+                            );
+                        }
+                        log::warn!("{what}: {msg}; retrying in {:.1}s", delay.as_secs_f64());
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                        attempt += 1;
+                    }
+                },
+            }
+        }
+    }
+
+    fn get_small(&self, key: &str) -> Result<Vec<u8>> {
+        let full = self.full_key(key);
+        let data = self
+            .call(&format!("GET {}", self.url(key)), || {
+                self.bucket.get_object(&full)
+            })?
+            .ok_or_else(|| anyhow!("{} does not exist", self.url(key)))?;
+        Ok(data.bytes().to_vec())
+    }
+
+    fn put_small(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let full = self.full_key(key);
+        self.call(&format!("PUT {}", self.url(key)), || {
+            self.bucket.put_object(&full, bytes)
+        })?
+        .ok_or_else(|| anyhow!("PUT {}: not found", self.url(key)))?;
+        Ok(())
+    }
+
+    fn delete_key(&self, key: &str) -> Result<()> {
+        let full = self.full_key(key);
+        self.call(&format!("DELETE {}", self.url(key)), || {
+            self.bucket.delete_object(&full)
+        })?;
+        Ok(())
+    }
+
+    /// Size and ETag (quotes removed) of a stored object.
+    fn head(&self, key: &str) -> Result<Option<(u64, String)>> {
+        let full = self.full_key(key);
+        let head = self.call(&format!("HEAD {}", self.url(key)), || {
+            self.bucket.head_object(&full)
+        })?;
+        Ok(head.map(|(h, _)| {
+            (
+                h.content_length.unwrap_or(-1).max(0) as u64,
+                h.e_tag.unwrap_or_default().trim_matches('"').to_string(),
+            )
+        }))
+    }
+
+    /// Streams an object through SHA-256 (read-back check).
+    fn sha256_of(&self, key: &str) -> Result<(String, u64)> {
+        let reader = self.stream(key);
+        crate::stream::sha256_of(reader, None)
+            .with_context(|| format!("reading back {}", self.url(key)))
+    }
+
+    /// A reader over an object, fed by a GET on a thread.
+    fn stream(&self, key: &str) -> ThreadReader {
+        let (reader, mut writer) = io::pipe().expect("pipe");
+        let bucket = self.bucket.clone();
+        let full = self.full_key(key);
+        let url = self.url(key);
+        let handle = std::thread::spawn(move || -> Result<()> {
+            match bucket.get_object_to_writer(&full, &mut writer) {
+                Ok(_) => Ok(()),
+                Err(S3Error::HttpFailWithBody(404, _)) => bail!("{url} does not exist"),
+                Err(e) => bail!("GET {url}: {e}"),
+            }
+        });
+        ThreadReader {
+            reader,
+            handle: Some(handle),
+        }
+    }
+
+    fn part_size_for(&self, part_number: u32) -> usize {
+        let step = (part_number.saturating_sub(1) / PARTS_PER_SIZE_STEP).min(16);
+        (self.part_size << step).min(MAX_PART)
+    }
+}
+
+impl Repository for S3Repo {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket.name(), self.prefix)
+    }
+
+    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<String>)> {
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let pages = self
+            .call(&format!("LIST {}", self.location()), || {
+                self.bucket.list(prefix.clone(), None)
+            })?
+            .unwrap_or_default();
+        let files: Vec<StoredFile> = pages
+            .iter()
+            .flat_map(|p| p.contents.iter())
+            .filter_map(|o| {
+                let key = o.key.strip_prefix(&prefix)?.to_string();
+                is_listed_key(&key).then(|| StoredFile {
+                    key,
+                    size: o.size,
+                    modified: DateTime::parse_from_rfc3339(&o.last_modified)
+                        .map(|t| t.with_timezone(&Utc))
+                        .unwrap_or_else(|_| Utc::now()),
+                })
+            })
+            .collect();
+        Ok(build_listing(files, &|key| self.get_small(key), &|key| {
+            self.url(key)
+        }))
+    }
+
+    fn open(&self, entry: &RepoEntry) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.stream(&entry.key)))
+    }
+
+    fn begin(
+        &self,
+        kind: BackupKind,
+        id: &str,
+        suffix: &str,
+    ) -> Result<Box<dyn PendingObject + '_>> {
+        let key = format!("{}/{id}{suffix}", kind.dir());
+        if self.head(&key)?.is_some() {
+            bail!("{} already exists; refusing to overwrite", self.url(&key));
+        }
+        Ok(Box::new(S3Pending {
+            repo: self,
+            buf: Vec::with_capacity(self.part_size),
+            key,
+            id: id.to_string(),
+            kind,
+            upload_id: None,
+            parts: Vec::new(),
+            part_md5s: Vec::new(),
+            size: 0,
+            sha: Sha256::default(),
+            committed: false,
+        }))
+    }
+
+    fn record_verification(&self, entry: &RepoEntry, rec: &VerificationRecord) -> Result<()> {
+        if entry.legacy.is_some() {
+            return Ok(());
+        }
+        self.put_small(
+            &format!("{}/{}{VERIFIED_SUFFIX}", entry.kind.dir(), entry.id),
+            &serde_json::to_vec_pretty(rec)?,
+        )
+    }
+
+    fn delete(&self, entry: &RepoEntry) -> Result<()> {
+        if entry.legacy.is_some() {
+            bail!(
+                "refusing to delete old-script backup {} automatically",
+                entry.id
+            );
+        }
+        let dir = entry.kind.dir();
+        self.delete_key(&format!("{dir}/{}{MANIFEST_SUFFIX}", entry.id))?;
+        self.delete_key(&entry.key)?;
+        self.delete_key(&format!("{dir}/{}{VERIFIED_SUFFIX}", entry.id))
+    }
+
+    fn clean_partials(&self) -> Result<Vec<String>> {
+        // Multipart uploads are invisible until completed and ours abort on failure;
+        // uploads left by a killed run older than a day are aborted here. Others'
+        // (other hosts share the bucket) in-progress uploads are younger and left alone.
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let Ok(Some(pages)) = self.call("LIST multipart uploads", || {
+            self.bucket.list_multiparts_uploads(Some(&prefix), None)
+        }) else {
+            return Ok(Vec::new());
+        };
+        let mut aborted = Vec::new();
+        for u in pages.iter().flat_map(|p| p.uploads.iter()) {
+            let old = DateTime::parse_from_rfc3339(&u.initiated)
+                .map(|t| Utc::now() - t.with_timezone(&Utc) > chrono::Duration::hours(24))
+                .unwrap_or(false);
+            if old && self.bucket.abort_upload(&u.key, &u.id).is_ok() {
+                aborted.push(format!(
+                    "s3://{}/{} (upload {})",
+                    self.bucket.name(),
+                    u.key,
+                    u.id
+                ));
+            }
+        }
+        Ok(aborted)
+    }
+}
+
+/// A multipart upload being written; aborted on drop unless committed.
+struct S3Pending<'a> {
+    repo: &'a S3Repo,
+    buf: Vec<u8>,
+    key: String,
+    id: String,
+    kind: BackupKind,
+    upload_id: Option<String>,
+    parts: Vec<Part>,
+    part_md5s: Vec<[u8; 16]>,
+    size: u64,
+    sha: Sha256,
+    committed: bool,
+}
+
+impl S3Pending<'_> {
+    fn send_part(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let full = repo.full_key(&self.key);
+        let url = repo.url(&self.key);
+        if self.upload_id.is_none() {
+            let started = repo
+                .call(&format!("starting upload of {url}"), || {
+                    repo.bucket
+                        .initiate_multipart_upload(&full, "application/octet-stream")
+                })?
+                .ok_or_else(|| anyhow!("starting upload of {url}: not found"))?;
+            self.upload_id = Some(started.upload_id);
+        }
+        let upload_id = self.upload_id.clone().expect("set above");
+        let number = self.parts.len() as u32 + 1;
+        let chunk = std::mem::take(&mut self.buf);
+        let part = repo
+            .call(&format!("uploading part {number} of {url}"), || {
+                repo.bucket.put_multipart_chunk(
+                    &chunk,
+                    &full,
+                    number,
+                    &upload_id,
+                    "application/octet-stream",
+                )
+            })?
+            .ok_or_else(|| anyhow!("uploading part {number} of {url}: upload vanished"))?;
+        self.part_md5s.push(Md5::digest(&chunk).into());
+        self.parts.push(Part {
+            etag: part.etag,
+            part_number: number,
+        });
+        self.buf = chunk;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Completes the upload and checks what the store holds against what we sent.
+    fn finish_object(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let url = repo.url(&self.key);
+        let expected_etag = if self.upload_id.is_none() {
+            let full = repo.full_key(&self.key);
+            let body = std::mem::take(&mut self.buf);
+            repo.call(&format!("PUT {url}"), || {
+                repo.bucket.put_object(&full, &body)
+            })?
+            .ok_or_else(|| anyhow!("PUT {url}: not found"))?;
+            hex::encode(Md5::digest(&body))
+        } else {
+            if !self.buf.is_empty() || self.parts.is_empty() {
+                self.send_part()?;
+            }
+            let full = repo.full_key(&self.key);
+            let upload_id = self.upload_id.clone().expect("multipart");
+            let parts = self.parts.clone();
+            repo.call(&format!("completing upload of {url}"), || {
+                repo.bucket
+                    .complete_multipart_upload(&full, &upload_id, parts.clone())
+            })?;
+            let mut all = Md5::new();
+            for m in &self.part_md5s {
+                all.update(m);
+            }
+            format!("{}-{}", hex::encode(all.finalize()), self.parts.len())
+        };
+        self.committed = true; // the upload is complete: nothing to abort any more
+        let (size, etag) = repo
+            .head(&self.key)?
+            .ok_or_else(|| anyhow!("{url} is missing right after upload"))?;
+        if size != self.size {
+            bail!(
+                "{url} holds {size} bytes after upload, we sent {}",
+                self.size
+            );
+        }
+        if etag != expected_etag {
+            // Some stores compute multipart ETags differently: read the object back instead.
+            let sent = hex::encode(self.sha.clone().finalize());
+            let (stored, n) = repo.sha256_of(&self.key)?;
+            if stored != sent || n != self.size {
+                bail!("{url} does not read back as sent (sha256 {stored}, sent {sent})");
+            }
+            log::debug!("{url}: ETag {etag} is not the parts' MD5; read-back SHA-256 matches");
+        }
+        Ok(())
+    }
+}
+
+impl Write for S3Pending<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let target = self.repo.part_size_for(self.parts.len() as u32 + 1);
+        let n = data.len().min(target - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        sha2::Digest::update(&mut self.sha, &data[..n]);
+        self.size += n as u64;
+        if self.buf.len() == target {
+            self.send_part()
+                .map_err(|e| io::Error::other(format!("{e:#}")))?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PendingObject for S3Pending<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> BackupKind {
+        self.kind
+    }
+    fn object_name(&self) -> String {
+        self.key.rsplit('/').next().unwrap_or(&self.key).to_string()
+    }
+    fn commit(mut self: Box<Self>, manifest: &BackupManifest) -> Result<String> {
+        let stored = hex::encode(self.sha.clone().finalize());
+        if stored != manifest.digests.stored_sha256 || self.size != manifest.digests.stored_size {
+            bail!(
+                "bytes sent to {} do not match the manifest; not publishing",
+                self.repo.url(&self.key)
+            );
+        }
+        if let Err(e) = self.finish_object() {
+            if self.committed {
+                // Completed but wrong: remove it so nothing unverified stays under this name.
+                let _ = self.repo.delete_key(&self.key);
+            }
+            return Err(e);
+        }
+        let manifest_key = format!("{}/{}{MANIFEST_SUFFIX}", self.kind.dir(), self.id);
+        self.repo
+            .put_small(&manifest_key, &serde_json::to_vec_pretty(manifest)?)?;
+        Ok(self.repo.url(&self.key))
+    }
+}
+
+impl Drop for S3Pending<'_> {
+    fn drop(&mut self) {
+        if let (false, Some(id)) = (self.committed, &self.upload_id) {
+            let full = self.repo.full_key(&self.key);
+            if let Err(e) = self.repo.bucket.abort_upload(&full, id) {
+                log::warn!(
+                    "could not abort the incomplete upload of {}: {e}",
+                    self.repo.url(&self.key)
+                );
+            }
+        }
+    }
+}
+
+/// A pipe reader whose producer thread's error surfaces at the end of the stream.
+struct ThreadReader {
+    reader: io::PipeReader,
+    handle: Option<JoinHandle<Result<()>>>,
+}
+
+impl Read for ThreadReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if n == 0 {
+            if let Some(h) = self.handle.take() {
+                match h.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(io::Error::other(format!("{e:#}"))),
+                    Err(_) => return Err(io::Error::other("S3 download thread panicked")),
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The `<Code>` of an S3 XML error body.
+fn xml_code(body: &str) -> Option<String> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let end = body[start..].find("</Code>")? + start;
+    Some(body[start..end].to_string())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_read_from_xml() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
+        assert_eq!(xml_code(body).as_deref(), Some("SignatureDoesNotMatch"));
+        assert_eq!(xml_code("plain"), None);
+    }
+
+    #[test]
+    fn part_sizes_grow_so_ten_thousand_parts_hold_terabytes() {
+        let cfg = S3Config {
+            enabled: true,
+            bucket: "b".into(),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some(crate::config::Secret::new("s")),
+            ..Default::default()
+        };
+        let repo = S3Repo::open(&cfg).unwrap();
+        assert_eq!(repo.part_size_for(1), 8 * MIB);
+        assert_eq!(repo.part_size_for(1000), 8 * MIB);
+        assert_eq!(repo.part_size_for(1001), 16 * MIB);
+        let total: u64 = (1..=10_000).map(|n| repo.part_size_for(n) as u64).sum();
+        assert!(
+            total > 5 * 1024 * 1024 * 1024 * 1024,
+            "10 000 parts hold {total} bytes"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The S3 repository against a real S3-compatible server (s3s-fs by default;
+//! any endpoint through TUNETON_TEST_S3_* variables).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::s3::S3Server;
+use crate::support::*;
+
+fn s3_only(env: &TestEnv, s3: &S3Server, extra: &str) {
+    let section = s3.config_section(env.root(), extra);
+    env.write_config(&format!(
+        "{section}\n[encryption]\nmode = \"symmetric\"\npassphrase_file = \"{}\"\n",
+        env.root().join("passphrase").display()
+    ));
+    // repository.local lives in [repository], which write_config already wrote: flip it there.
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replacen("[repository]\n", "[repository]\nlocal = false\n", 1),
+    )
+    .unwrap();
+}
+
+#[test]
+fn s3_round_trip_backup_list_verify_restore() {
+    let env = TestEnv::new("s3_round_trip");
+    let s3 = S3Server::start("round-trip");
+    s3_only(&env, &s3, "");
+    let (id, location) = env.backup("db");
+    assert!(
+        location
+            .to_string_lossy()
+            .starts_with(&format!("s3://{}/tuneton/database/", s3.bucket)),
+        "{}",
+        location.display()
+    );
+    let keys = s3.keys();
+    assert!(
+        keys.contains(&format!("tuneton/database/{id}.manifest.json")),
+        "{keys:?}"
+    );
+    assert!(
+        !env.repo().join("database").exists(),
+        "S3-only: nothing local"
+    );
+
+    let list = env.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+
+    let r = env.run(&["--json", "verify-backup", &id]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(env.list()[0]["state"], "verified");
+
+    let target = format!("{}_from_s3", env.db);
+    let r = env.run(&["restore", &id, "--target-db", &target]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(count(&target, "tracks"), 1500);
+    assert_eq!(count(&target, "sessions"), 900);
+}
+
+#[test]
+fn local_and_s3_in_one_run_and_local_copy_deleted_only_after_verified_upload() {
+    let env = TestEnv::new("s3_both");
+    let s3 = S3Server::start("both");
+    let section = s3.config_section(env.root(), "upload_then_delete_local = true");
+    env.write_config(&section);
+    let r = env.run(&["--json", "backup", "--kind", "config"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let w = &r.json()["written"][0];
+    assert_eq!(w["local_deleted"], true);
+    let id = w["id"].as_str().unwrap().to_string();
+    assert!(w["copies"][0].as_str().unwrap().starts_with("s3://"));
+    assert!(
+        env.list().is_empty(),
+        "local copy deleted after the verified upload"
+    );
+    let r = env.run(&["--json", "--from", "s3", "backups", "list"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["backups"][0]["id"], id.as_str());
+    let r = env.run(&["--from", "s3", "verify-backup", &id]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
+
+#[test]
+fn killed_server_mid_upload_keeps_local_copy_and_publishes_no_manifest() {
+    let env = TestEnv::new("s3_killed");
+    let mut s3 = S3Server::start("killed");
+    if !s3.is_local() {
+        eprintln!("skipped: needs a server this test can kill");
+        return;
+    }
+    // An incompressible 48 MiB application: several 5 MiB parts.
+    let mut noise = vec![0u8; 48 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(env.root().join("app/dist/big.bin"), &noise).unwrap();
+    env.write_config(&s3.config_section(env.root(), "part_size_mib = 5"));
+    let child = env
+        .cmd(&["--json", "backup", "--kind", "app"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once the upload has started: a multipart upload is in progress.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let local_done = walk_files(&env.repo())
+            .iter()
+            .any(|p| p.ends_with(".manifest.json"));
+        if local_done {
+            std::thread::sleep(Duration::from_millis(150));
+            break;
+        }
+        assert!(Instant::now() < deadline, "local backup never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s3.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the copy at") && stderr.contains("is kept"),
+        "{stderr}"
+    );
+    // The local copy is kept and listed.
+    let local = env.list();
+    assert_eq!(local.len(), 1, "{local:?}");
+    s3.restart();
+    assert!(
+        !s3.keys().iter().any(|k| k.ends_with(".manifest.json")),
+        "{:?}",
+        s3.keys()
+    );
+    let r = env.run(&["--json", "--from", "s3", "backups", "list"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        r.json()["backups"].as_array().unwrap().len(),
+        0,
+        "nothing partial is listed"
+    );
+    // The next run succeeds.
+    let r = env.run(&["backup", "--kind", "app"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = env.run(&["--json", "--from", "s3", "backups", "list"]);
+    assert_eq!(r.json()["backups"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn one_byte_changed_in_the_bucket_fails_verify_naming_the_object() {
+    let env = TestEnv::new("s3_corrupt");
+    let s3 = S3Server::start("corrupt");
+    s3_only(&env, &s3, "");
+    let (id, _) = env.backup("db");
+    let key = s3
+        .keys()
+        .into_iter()
+        .find(|k| k.ends_with(".dump.zst.gpg"))
+        .unwrap();
+    let client = s3.client();
+    let mut bytes = client.get_object(&key).unwrap().bytes().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    client.put_object(&key, &bytes).unwrap();
+    let r = env.run(&["--json", "verify-backup", &id]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    let url = format!("s3://{}/{key}", s3.bucket);
+    assert_eq!(r.json()["backups"][0]["path"], url.as_str());
+    assert!(r.stderr().contains(&url), "{}", r.stderr());
+    let r = env.run(&["restore", &id, "--target-db", &format!("{}_bad", env.db)]);
+    assert_eq!(r.code(), 2);
+}
+
+#[test]
+fn wrong_secret_key_fails_fast_naming_the_setting() {
+    let env = TestEnv::new("s3_wrong_key");
+    let s3 = S3Server::start("wrong-key");
+    s3_only(&env, &s3, "");
+    write_secret(&env.root().join("s3-secret"), "definitely-not-the-secret");
+    let started = Instant::now();
+    let r = env.run(&["backup", "--kind", "config"]);
+    assert!(matches!(r.code(), 2 | 3), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("s3.secret_access_key_file"),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<String> {
+    crate::backup::walk(dir)
+}

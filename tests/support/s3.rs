@@ -1,0 +1,186 @@
+//! A real S3-compatible server for tests: s3s-fs started on 127.0.0.1 (one per
+//! test, so a test may kill and restart its own), or any endpoint named by
+//! TUNETON_TEST_S3_ENDPOINT / _ACCESS_KEY / _SECRET_KEY (/ _REGION) (Garage,
+//! moto, MinIO): each test then uses its own fresh bucket there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use s3::creds::Credentials;
+use s3::{Bucket, BucketConfiguration, Region};
+
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub bucket: String,
+    /// Only for a server we started.
+    child: Option<Child>,
+    root: Option<tempfile::TempDir>,
+    port: u16,
+}
+
+impl S3Server {
+    /// A server with an empty bucket named after the test.
+    pub fn start(test: &str) -> S3Server {
+        let bucket = format!(
+            "tn-{}-{:04x}",
+            test.replace('_', "-"),
+            rand::random::<u16>()
+        );
+        let mut server = match std::env::var("TUNETON_TEST_S3_ENDPOINT") {
+            Ok(endpoint) => S3Server {
+                endpoint,
+                access_key: std::env::var("TUNETON_TEST_S3_ACCESS_KEY")
+                    .expect("TUNETON_TEST_S3_ACCESS_KEY"),
+                secret_key: std::env::var("TUNETON_TEST_S3_SECRET_KEY")
+                    .expect("TUNETON_TEST_S3_SECRET_KEY"),
+                region: std::env::var("TUNETON_TEST_S3_REGION")
+                    .unwrap_or_else(|_| "us-east-1".into()),
+                bucket,
+                child: None,
+                root: None,
+                port: 0,
+            },
+            Err(_) => {
+                let root = tempfile::Builder::new()
+                    .prefix("tns3")
+                    .tempdir_in("/tmp")
+                    .unwrap();
+                let port = super::free_port();
+                let mut s = S3Server {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    access_key: "tuneton-test-access".into(),
+                    secret_key: "tuneton-test-secret-0123456789".into(),
+                    region: "us-east-1".into(),
+                    bucket,
+                    child: None,
+                    root: Some(root),
+                    port,
+                };
+                s.spawn();
+                s
+            }
+        };
+        server.create_bucket();
+        server
+    }
+
+    fn binary() -> PathBuf {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let cargo_bin = Path::new(&home).join(".cargo/bin/s3s-fs");
+        if cargo_bin.exists() {
+            cargo_bin
+        } else {
+            PathBuf::from("s3s-fs")
+        }
+    }
+
+    fn spawn(&mut self) {
+        let root = self.root.as_ref().expect("local server").path();
+        let child = Command::new(Self::binary())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--access-key",
+                &self.access_key,
+                "--secret-key",
+                &self.secret_key,
+            ])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether this test can kill and restart the server (only ours).
+    pub fn is_local(&self) -> bool {
+        self.root.is_some()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn create_bucket(&mut self) {
+        let creds = Credentials::new(
+            Some(&self.access_key),
+            Some(&self.secret_key),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let region = Region::Custom {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+        };
+        Bucket::create_with_path_style(&self.bucket, region, creds, BucketConfiguration::default())
+            .unwrap_or_else(|e| panic!("creating bucket {}: {e}", self.bucket));
+    }
+
+    /// A client for the bucket (for tests that tamper with or inspect objects).
+    pub fn client(&self) -> Box<Bucket> {
+        let creds = Credentials::new(
+            Some(&self.access_key),
+            Some(&self.secret_key),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let region = Region::Custom {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+        };
+        Bucket::new(&self.bucket, region, creds)
+            .unwrap()
+            .with_path_style()
+    }
+
+    /// Every key in the bucket.
+    pub fn keys(&self) -> Vec<String> {
+        self.client()
+            .list(String::new(), None)
+            .unwrap()
+            .into_iter()
+            .flat_map(|p| p.contents.into_iter().map(|o| o.key))
+            .collect()
+    }
+
+    /// The `[s3]` config section for this server (secret from a 0600 file in `dir`).
+    pub fn config_section(&self, dir: &Path, extra: &str) -> String {
+        let secret = dir.join("s3-secret");
+        super::write_secret(&secret, &self.secret_key);
+        format!(
+            "[s3]\nenabled = true\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"tuneton\"\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\nrequest_timeout_secs = 10\nretry_deadline_secs = 4\n{extra}\n",
+            self.endpoint,
+            self.region,
+            self.bucket,
+            self.access_key,
+            secret.display()
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
