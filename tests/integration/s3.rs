@@ -177,6 +177,10 @@ fn one_byte_changed_in_the_bucket_fails_verify_naming_the_object() {
 
 #[test]
 fn wrong_secret_key_fails_fast_naming_the_setting() {
+    if std::env::var("TUNETON_TEST_S3_CHECKS_SIGNATURES").is_ok_and(|v| v == "0") {
+        eprintln!("skipped: this endpoint accepts any credentials (moto)");
+        return;
+    }
     let env = TestEnv::new("s3_wrong_key");
     let s3 = S3Server::start("wrong-key");
     s3_only(&env, &s3, "");

@@ -1,7 +1,9 @@
 //! A real S3-compatible server for tests: s3s-fs started on 127.0.0.1 (one per
 //! test, so a test may kill and restart its own), or any endpoint named by
 //! TUNETON_TEST_S3_ENDPOINT / _ACCESS_KEY / _SECRET_KEY (/ _REGION) (Garage,
-//! moto, MinIO): each test then uses its own fresh bucket there.
+//! moto, MinIO): each test then uses its own fresh bucket there. Set
+//! TUNETON_TEST_S3_CHECKS_SIGNATURES=0 for stores that accept any key (moto),
+//! and RUST_S3_SKIP_LOCATION_CONSTRAINT=true where bucket creation needs it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
