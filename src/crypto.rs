@@ -48,11 +48,13 @@ impl GpgHome {
                 owned: None,
             });
         }
+        reap_stale_homes();
         // Short path: the agent socket breaks on homes longer than ~100 characters.
         let dir = tempfile::Builder::new()
             .prefix("tn")
             .tempdir_in("/tmp")
             .context("creating a private GnuPG home under /tmp")?;
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
         std::fs::write(
             dir.path().join("gpg.conf"),
             "cipher-algo AES256\ns2k-cipher-algo AES256\ns2k-digest-algo SHA512\n",
@@ -68,18 +70,52 @@ impl GpgHome {
     }
 }
 
+/// Marks a private home with the PID of the run that made it.
+const OWNER_FILE: &str = "tuneton-ops.pid";
+
+/// Stops the agents of, and removes, private homes whose run died without
+/// cleaning up (SIGKILL, power loss), so agents do not pile up.
+fn reap_stale_homes() {
+    let Ok(rd) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().starts_with("tn") {
+            continue;
+        }
+        let Some(pid) = std::fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            kill_agent(&path);
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn kill_agent(home: &Path) {
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--kill", "gpg-agent"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for GpgHome {
     fn drop(&mut self) {
         if self.owned.is_some() {
             // gpgme starts an agent for the home that would outlive us.
-            let _ = Command::new("gpgconf")
-                .arg("--homedir")
-                .arg(&self.path)
-                .args(["--kill", "gpg-agent"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            kill_agent(&self.path);
         }
     }
 }

@@ -250,6 +250,7 @@ fn sigkill_mid_backup_leaves_nothing_that_looks_finished_and_a_second_run_exits_
         );
     }
 
+    let killed_pid = first.id().to_string();
     unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
     first.wait().unwrap();
     holder.release();
@@ -260,9 +261,22 @@ fn sigkill_mid_backup_leaves_nothing_that_looks_finished_and_a_second_run_exits_
         walk(&env.repo())
     );
 
-    // The next run succeeds and clears the leftover.
+    // The next run succeeds and clears the leftovers: the .partial, and the killed
+    // run's private GnuPG home with its agent.
     std::thread::sleep(Duration::from_millis(300));
     let (id, _) = env.backup("db");
+    let stale: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("tuneton-ops.pid")).is_ok_and(|p| p == killed_pid)
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "stale GnuPG home of the killed run: {:?}",
+        stale.first().map(|e| e.path())
+    );
     assert_eq!(env.list().len(), 1);
     assert!(walk(&env.repo()).iter().all(|p| !p.ends_with(".partial")));
     assert!(!std::fs::read_to_string(env.root().join("log/backup.log"))
