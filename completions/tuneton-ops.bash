@@ -40,6 +40,12 @@ _tuneton__ops() {
             tuneton__ops,verify-backup)
                 cmd="tuneton__ops__subcmd__verify__subcmd__backup"
                 ;;
+            tuneton__ops,wal-fetch)
+                cmd="tuneton__ops__subcmd__wal__subcmd__fetch"
+                ;;
+            tuneton__ops,wal-push)
+                cmd="tuneton__ops__subcmd__wal__subcmd__push"
+                ;;
             tuneton__ops__subcmd__backups,help)
                 cmd="tuneton__ops__subcmd__backups__subcmd__help"
                 ;;
@@ -100,6 +106,12 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,verify-backup)
                 cmd="tuneton__ops__subcmd__help__subcmd__verify__subcmd__backup"
                 ;;
+            tuneton__ops__subcmd__help,wal-fetch)
+                cmd="tuneton__ops__subcmd__help__subcmd__wal__subcmd__fetch"
+                ;;
+            tuneton__ops__subcmd__help,wal-push)
+                cmd="tuneton__ops__subcmd__help__subcmd__wal__subcmd__push"
+                ;;
             tuneton__ops__subcmd__help__subcmd__backups,list)
                 cmd="tuneton__ops__subcmd__help__subcmd__backups__subcmd__list"
                 ;;
@@ -119,7 +131,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -156,7 +168,7 @@ _tuneton__ops() {
             fi
             case "${prev}" in
                 --kind)
-                    COMPREPLY=($(compgen -W "db app config full" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "db app config full base" -- "${cur}"))
                     return 0
                     ;;
                 --compression)
@@ -280,7 +292,7 @@ _tuneton__ops() {
             fi
             case "${prev}" in
                 --kind)
-                    COMPREPLY=($(compgen -W "db app config" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "db app config base" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -314,7 +326,7 @@ _tuneton__ops() {
             fi
             case "${prev}" in
                 --kind)
-                    COMPREPLY=($(compgen -W "db app config" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "db app config base" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -517,7 +529,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -698,6 +710,34 @@ _tuneton__ops() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__wal__subcmd__fetch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__wal__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tuneton__subcmd__ops__subcmd__man)
             opts="-q -v -y -h -V --out-dir --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -740,7 +780,7 @@ _tuneton__ops() {
             fi
             case "${prev}" in
                 --kind)
-                    COMPREPLY=($(compgen -W "db app config" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "db app config base" -- "${cur}"))
                     return 0
                     ;;
                 --target-db)
@@ -779,14 +819,14 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__verify__subcmd__backup)
-            opts="-q -v -y -h -V --all --kind --max-age --max-age-critical --restore-test --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            opts="-q -v -y -h -V --all --kind --max-age --max-age-critical --restore-test --wal --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --kind)
-                    COMPREPLY=($(compgen -W "db app config" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "db app config base" -- "${cur}"))
                     return 0
                     ;;
                 --max-age)
@@ -797,6 +837,66 @@ _tuneton__ops() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__wal__subcmd__fetch)
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__wal__subcmd__push)
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

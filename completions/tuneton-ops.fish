@@ -41,6 +41,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "backup" -d 
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "backups" -d 'List backups, or apply the retention policy'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "wal-push" -d 'Archive a WAL file into the repository (PostgreSQL archive_command = \'tuneton-ops wal-push %p\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "wal-fetch" -d 'Fetch an archived WAL file (restore_command = \'tuneton-ops wal-fetch %f %p\'); exit 1 = not archived, 126 = error'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "config" -d 'Show or check the merged configuration'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "completions" -d 'Print a shell completion script (needs no config)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
@@ -48,7 +50,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "help" -d 'P
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l kind -d 'What to back up' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
 app\t'The application directory (paths.app_dir)'
 config\t'The configuration directory (paths.config_dir)'
-full\t'db, app and config in one run'"
+full\t'db, app and config in one run'
+base\t'A physical base backup (pg_basebackup) for point-in-time recovery'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backup" -l compression -d 'Compression (overrides repository.compression): zstd is fast; gzip for compatibility' -r -f -a "zstd\t''
 gzip\t''
 none\t''"
@@ -84,7 +87,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and not __fish_seen_subcommand_from list prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l kind -d 'Only this kind' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
 app\t'The application directory (tar)'
-config\t'The configuration directory (tar)'"
+config\t'The configuration directory (tar)'
+base\t'A physical base backup (pg_basebackup tar) for point-in-time recovery'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
@@ -100,7 +104,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __f
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l kind -d 'Only this kind (default: every kind)' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
 app\t'The application directory (tar)'
-config\t'The configuration directory (tar)'"
+config\t'The configuration directory (tar)'
+base\t'A physical base backup (pg_basebackup tar) for point-in-time recovery'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from prune" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
@@ -119,7 +124,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __f
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand backups; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l kind -d 'Only this kind' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
 app\t'The application directory (tar)'
-config\t'The configuration directory (tar)'"
+config\t'The configuration directory (tar)'
+base\t'A physical base backup (pg_basebackup tar) for point-in-time recovery'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l max-age -d 'Warn (exit 1) when the newest backup is older than this many hours (default verify.max_age_warn_hours)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l max-age-critical -d 'Fail (exit 2) when the newest backup is older than this many hours (default verify.max_age_crit_hours)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
@@ -129,6 +135,7 @@ s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l all -d 'Verify every backup in the repository'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l restore-test -d 'Also restore database backups into a scratch database and compare every table\'s row count'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l wal -d 'Check the WAL archive instead: last archived segment and its age (--max-age), gaps since the newest base backup, server archiver failures'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s q -l quiet -d 'Only errors on stderr'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s v -l verbose -d 'More detail on stderr'
@@ -139,7 +146,8 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand verify-backup" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l kind -d 'Kind for `latest` (default db)' -r -f -a "db\t'PostgreSQL logical dump (pg_dump custom format)'
 app\t'The application directory (tar)'
-config\t'The configuration directory (tar)'"
+config\t'The configuration directory (tar)'
+base\t'A physical base backup (pg_basebackup tar) for point-in-time recovery'"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l target-db -d 'Database to restore into (created if missing); for database backups' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l target-dir -d 'Directory to restore into; for app/config backups' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l jobs -d 'Parallel pg_restore jobs (spools the decrypted dump to paths.scratch_dir, mode 0600)' -r
@@ -158,6 +166,32 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l dry-
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-push" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s h -l help -d 'Print help'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
@@ -230,14 +264,16 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l dry-run 
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s h -l help -d 'Print help'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s V -l version -d 'Print version'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "backup" -d 'Back up the database, the application or the config into the repository'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "backups" -d 'List backups, or apply the retention policy'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "config" -d 'Show or check the merged configuration'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "completions" -d 'Print a shell completion script (needs no config)'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "backup" -d 'Back up the database, the application or the config into the repository'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "backups" -d 'List backups, or apply the retention policy'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "wal-push" -d 'Archive a WAL file into the repository (PostgreSQL archive_command = \'tuneton-ops wal-push %p\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "wal-fetch" -d 'Fetch an archived WAL file (restore_command = \'tuneton-ops wal-fetch %f %p\'); exit 1 = not archived, 126 = error'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "config" -d 'Show or check the merged configuration'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "completions" -d 'Print a shell completion script (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from backups" -f -a "list" -d 'List backups: id, kind, time, size, verification state'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from backups" -f -a "prune" -d 'Apply the retention policy now (with --dry-run: list what would be deleted)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print every setting, its value and where it came from (secrets redacted)'

@@ -86,6 +86,10 @@ pub enum Command {
     VerifyBackup(commands::verify_backup::VerifyArgs),
     /// Restore a database backup into a database, or an app/config backup into a directory
     Restore(commands::restore::RestoreArgs),
+    /// Archive a WAL file into the repository (PostgreSQL archive_command = 'tuneton-ops wal-push %p')
+    WalPush(commands::wal::WalPushArgs),
+    /// Fetch an archived WAL file (restore_command = 'tuneton-ops wal-fetch %f %p'); exit 1 = not archived, 126 = error
+    WalFetch(commands::wal::WalFetchArgs),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -104,6 +108,8 @@ impl Command {
             Command::Backups(commands::backups::BackupsCommand::Prune(_)) => "backup",
             Command::VerifyBackup(_) => "verify-backup",
             Command::Restore(_) => "restore",
+            Command::WalPush(_) => "wal-push",
+            Command::WalFetch(_) => "wal-fetch",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",

@@ -16,6 +16,10 @@ pub enum ExitCode {
     Failed = 2,
     /// 3: the job could not start: bad config or input, a missing tool, a lock held by another run.
     CouldNotStart = 3,
+    /// 126: `wal-fetch` only: any failure other than "not in the archive", so
+    /// PostgreSQL aborts recovery instead of ending it early (it treats an exit
+    /// status above 125 as fatal).
+    RecoveryFatal = 126,
 }
 
 impl ExitCode {
@@ -29,7 +33,7 @@ impl ExitCode {
     }
 
     /// The table printed in `--help` and the man page.
-    pub const TABLE: &'static str = "Exit codes:\n  0  success (checks: OK)\n  1  warning: finished, but something needs attention\n  2  failed (checks: CRITICAL): nothing was published or restored\n  3  could not start: bad config or input, missing tool, lock held by another run";
+    pub const TABLE: &'static str = "Exit codes:\n  0  success (checks: OK)\n  1  warning: finished, but something needs attention (wal-fetch: not in the archive)\n  2  failed (checks: CRITICAL): nothing was published or restored\n  3  could not start: bad config or input, missing tool, lock held by another run\n  126  wal-fetch only: any other failure, so PostgreSQL aborts recovery";
 }
 
 impl fmt::Display for ExitCode {
@@ -39,6 +43,7 @@ impl fmt::Display for ExitCode {
             ExitCode::Warning => "warning",
             ExitCode::Failed => "failed",
             ExitCode::CouldNotStart => "could not start",
+            ExitCode::RecoveryFatal => "fatal for recovery",
         };
         write!(f, "{name}")
     }

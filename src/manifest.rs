@@ -37,10 +37,21 @@ pub enum BackupKind {
     App,
     /// The configuration directory (tar)
     Config,
+    /// A physical base backup (pg_basebackup tar) for point-in-time recovery
+    Base,
+    /// An archived WAL segment (written by `wal-push`, not listed as a backup)
+    #[value(skip)]
+    Wal,
 }
 
 impl BackupKind {
-    pub const ALL: [BackupKind; 3] = [BackupKind::Db, BackupKind::App, BackupKind::Config];
+    /// The kinds `backups list` shows (WAL segments are listed by `wal-status`).
+    pub const ALL: [BackupKind; 4] = [
+        BackupKind::Db,
+        BackupKind::App,
+        BackupKind::Config,
+        BackupKind::Base,
+    ];
 
     /// Repository folder holding this kind.
     pub fn dir(self) -> &'static str {
@@ -48,6 +59,8 @@ impl BackupKind {
             BackupKind::Db => "database",
             BackupKind::App => "application",
             BackupKind::Config => "config",
+            BackupKind::Base => "base",
+            BackupKind::Wal => "wal",
         }
     }
 
@@ -56,6 +69,8 @@ impl BackupKind {
             BackupKind::Db => "db",
             BackupKind::App => "app",
             BackupKind::Config => "config",
+            BackupKind::Base => "base",
+            BackupKind::Wal => "wal",
         }
     }
 }
@@ -70,6 +85,8 @@ pub enum ContentFormat {
     PlainSql,
     /// A tar archive.
     Tar,
+    /// One WAL segment, history or backup-label file, byte for byte.
+    WalFile,
 }
 
 impl ContentFormat {
@@ -78,6 +95,7 @@ impl ContentFormat {
             ContentFormat::PgDumpCustom => ".dump",
             ContentFormat::PlainSql => ".sql",
             ContentFormat::Tar => ".tar",
+            ContentFormat::WalFile => "",
         }
     }
 }
@@ -112,9 +130,23 @@ pub struct BackupManifest {
     pub tool_version: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub database: Option<DatabaseInfo>,
+    /// For base backups: where in the WAL the backup starts and ends.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base: Option<BaseBackupInfo>,
     /// For app/config backups: the directory archived.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_dir: Option<String>,
+}
+
+/// What a physical base backup covers: replay must reach `end_lsn` before the
+/// cluster is consistent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseBackupInfo {
+    pub start_lsn: String,
+    pub end_lsn: String,
+    pub timeline: u32,
+    pub server_version: String,
+    pub pg_basebackup_version: String,
 }
 
 /// The outcome of the latest verification, kept beside the manifest

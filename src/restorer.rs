@@ -173,6 +173,7 @@ fn tool_for(
         ContentFormat::Tar => {
             bail!("a tar backup cannot be restored into a database; use --target-dir")
         }
+        ContentFormat::WalFile => bail!("a WAL file cannot be restored into a database"),
     }
 }
 

@@ -148,6 +148,9 @@ fn read_through(
                 )
             }),
             ContentFormat::PlainSql => check_plain_sql(&mut reader),
+            ContentFormat::WalFile => io::copy(&mut reader, &mut io::sink())
+                .map(|n| format!("WAL file, {n} bytes"))
+                .map_err(anyhow::Error::from),
         };
         // Read whatever the check left, so the decoder always reaches the end.
         let _ = io::copy(&mut reader, &mut io::sink());

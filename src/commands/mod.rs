@@ -8,6 +8,7 @@ pub mod completions;
 pub mod config;
 pub mod restore;
 pub mod verify_backup;
+pub mod wal;
 
 use std::io::{IsTerminal, Write};
 
@@ -73,10 +74,16 @@ pub fn run(cli: Cli) -> ExitCode {
     crate::joblog::init(global.quiet, global.verbose);
     crate::progress::init(global.quiet, global.no_progress, global.json);
     let job = cli.command.job_name();
+    let wal_fetch = matches!(cli.command, Command::WalFetch(_));
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            let code = exit_code_for(&err);
+            // restore_command: a config or start-up error must stop recovery, not end it.
+            let code = if wal_fetch {
+                ExitCode::RecoveryFatal
+            } else {
+                exit_code_for(&err)
+            };
             log::error!("{err:#}");
             if global.json {
                 let doc = serde_json::json!({"ok": false, "exit_code": code.code(), "job": job, "error": format!("{err:#}")});
@@ -116,14 +123,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         cli.command,
         Command::Backups(backups::BackupsCommand::List(_))
     );
-    let _lock = if mutating {
+    // wal-fetch only writes the file PostgreSQL asked for: no lock to contend on.
+    let locked = mutating && !matches!(cli.command, Command::WalFetch(_));
+    if mutating {
         let log_dir = &ctx.config().paths.log_dir;
-        crate::joblog::open_job_log(log_dir, job).map_err(|e| {
-            could_not_start(format!(
+        if let Err(e) = crate::joblog::open_job_log(log_dir, job) {
+            let msg = format!(
                 "cannot open the job log in {} (paths.log_dir): {e}",
                 log_dir.display()
-            ))
-        })?;
+            );
+            if matches!(cli.command, Command::WalPush(_) | Command::WalFetch(_)) {
+                // PostgreSQL keeps these commands' stderr in its own log; archiving
+                // and recovery must not stop over our log file.
+                log::warn!("{msg}");
+            } else {
+                return Err(could_not_start(msg));
+            }
+        }
+    }
+    let _lock = if locked {
         Some(JobLock::acquire(&ctx.config().paths.run_dir, job)?)
     } else {
         None
@@ -137,6 +155,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Backups(cmd) => backups::run(&ctx, cmd),
         Command::VerifyBackup(args) => verify_backup::run(&ctx, args),
         Command::Restore(args) => restore::run(&ctx, args),
+        Command::WalPush(args) => wal::push(&ctx, args),
+        Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

@@ -173,7 +173,11 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
             );
             Ok(ExitCode::Success)
         }
-        BackupKind::App | BackupKind::Config => {
+        BackupKind::Wal => Err(could_not_start(format!(
+            "{} is an archived WAL file: PostgreSQL fetches those itself (restore_command = 'tuneton-ops wal-fetch %f %p')",
+            entry.id
+        ))),
+        BackupKind::App | BackupKind::Config | BackupKind::Base => {
             let Some(dir) = args.target_dir.clone() else {
                 return Err(could_not_start(format!(
                     "{} is a {} backup: pass --target-dir DIR",

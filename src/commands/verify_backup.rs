@@ -40,11 +40,19 @@ pub struct VerifyArgs {
     /// Also restore database backups into a scratch database and compare every table's row count
     #[arg(long)]
     pub restore_test: bool,
+    /// Check the WAL archive instead: last archived segment and its age (--max-age), gaps since the newest base backup, server archiver failures
+    #[arg(long, conflicts_with_all = ["id", "all", "restore_test"])]
+    pub wal: bool,
 }
 
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let repo = repo::for_reading(cfg, ctx.global.from)?;
+    if args.wal {
+        let (code, doc, text) = super::wal::archive_status(ctx, repo.as_ref(), args.max_age)?;
+        ctx.emit(&doc, &text);
+        return Ok(code);
+    }
     let (all, warnings) = repo.list()?;
     for w in &warnings {
         log::warn!("{w}");

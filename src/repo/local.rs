@@ -117,10 +117,51 @@ impl Repository for LocalRepo {
         ))
     }
 
-    fn open(&self, entry: &RepoEntry) -> Result<Box<dyn Read + Send>> {
-        let path = self.path(&entry.key);
+    fn open_key(&self, key: &str) -> Result<Box<dyn Read + Send>> {
+        let path = self.path(key);
         let f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Box::new(f))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match fs::read(self.path(key)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow!(e).context(format!("reading {}", self.path(key).display()))),
+        }
+    }
+
+    fn remove_key(&self, key: &str) -> Result<()> {
+        match fs::remove_file(self.path(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(anyhow!(e).context(format!("removing {}", self.path(key).display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn list_dir(&self, dir: &str) -> Result<Vec<StoredFile>> {
+        let rd = match fs::read_dir(self.root.join(dir)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(anyhow!(e).context(format!("reading {}", self.root.join(dir).display())))
+            }
+        };
+        Ok(rd
+            .flatten()
+            .filter_map(|e| {
+                let md = e.metadata().ok().filter(|m| m.is_file())?;
+                Some(StoredFile {
+                    key: format!("{dir}/{}", e.file_name().to_string_lossy()),
+                    size: md.len(),
+                    modified: md
+                        .modified()
+                        .map(DateTime::<Utc>::from)
+                        .unwrap_or_else(|_| Utc::now()),
+                })
+            })
+            .collect())
     }
 
     fn begin(

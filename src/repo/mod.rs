@@ -105,8 +105,19 @@ pub trait Repository: Send + Sync {
     fn location(&self) -> String;
     /// Every backup, oldest first, plus warnings about stored things that are not backups.
     fn list(&self) -> Result<(Vec<RepoEntry>, Vec<String>)>;
-    /// Streams an object's stored bytes.
-    fn open(&self, entry: &RepoEntry) -> Result<Box<dyn Read + Send>>;
+    /// Streams the stored bytes at `key` (relative to the repository root).
+    fn open_key(&self, key: &str) -> Result<Box<dyn Read + Send>>;
+    /// A small file (manifest, record) by key; `None` when it does not exist.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Removes one key (absent is fine).
+    fn remove_key(&self, key: &str) -> Result<()>;
+    /// Keys under a folder (`wal`), with sizes; not recursive.
+    fn list_dir(&self, dir: &str) -> Result<Vec<StoredFile>>;
+
+    /// Streams a backup's stored bytes.
+    fn open(&self, entry: &RepoEntry) -> Result<Box<dyn Read + Send>> {
+        self.open_key(&entry.key)
+    }
     /// Starts writing `<kind dir>/<id><suffix>`.
     fn begin(
         &self,

@@ -283,8 +283,48 @@ impl Repository for S3Repo {
         }))
     }
 
-    fn open(&self, entry: &RepoEntry) -> Result<Box<dyn Read + Send>> {
-        Ok(Box::new(self.stream(&entry.key)))
+    fn open_key(&self, key: &str) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.stream(key)))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let full = self.full_key(key);
+        Ok(self
+            .call(&format!("GET {}", self.url(key)), || {
+                self.bucket.get_object(&full)
+            })?
+            .map(|d| d.bytes().to_vec()))
+    }
+
+    fn remove_key(&self, key: &str) -> Result<()> {
+        self.delete_key(key)
+    }
+
+    fn list_dir(&self, dir: &str) -> Result<Vec<StoredFile>> {
+        let prefix = format!("{}/", self.full_key(dir));
+        let pages = self
+            .call(&format!("LIST {}", self.url(dir)), || {
+                self.bucket.list(prefix.clone(), Some("/".into()))
+            })?
+            .unwrap_or_default();
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.contents.iter())
+            .filter_map(|o| {
+                Some(StoredFile {
+                    key: o.key.strip_prefix(&strip)?.to_string(),
+                    size: o.size,
+                    modified: DateTime::parse_from_rfc3339(&o.last_modified)
+                        .map(|t| t.with_timezone(&Utc))
+                        .unwrap_or_else(|_| Utc::now()),
+                })
+            })
+            .collect())
     }
 
     fn begin(

@@ -14,3 +14,4 @@ mod restore;
 mod retention;
 mod s3;
 mod verify;
+mod wal;

@@ -21,13 +21,13 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs a PostgreSQL server binary as `postgres` when we are root (initdb refuses root).
-fn as_postgres(program: &str) -> Command {
+pub fn as_postgres(program: &str) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", program]);

@@ -1,0 +1,308 @@
+//! WAL archiving: a real cluster with `archive_command = 'tuneton-ops wal-push %p'`,
+//! a physical base backup, `wal-fetch` as `restore_command`, and a recovery to a
+//! point in time that keeps exactly the rows committed before it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A cluster of its own, archiving through our binary (runs as `postgres`).
+struct ArchivingCluster {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ArchivingCluster {
+    fn start(env: &TestEnv, data: &Path) -> ArchivingCluster {
+        let port = free_port();
+        let archive = format!(
+            "{} --config {} --quiet wal-push %p",
+            env!("CARGO_BIN_EXE_tuneton-ops"),
+            env.config_path.display()
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=replica -c archive_mode=on -c archive_timeout=0",
+            data.parent().unwrap().display()
+        );
+        let auto = data.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+        conf.push_str(&format!("archive_command = '{archive}'\n"));
+        std::fs::write(&auto, conf).unwrap();
+        chown_postgres(data);
+        let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(data)
+            .arg("-l")
+            .arg(data.parent().unwrap().join("server.log"))
+            .args(["-w", "-t", "60", "-o", &opts, "start"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let log = std::fs::read_to_string(data.parent().unwrap().join("server.log"))
+                .unwrap_or_default();
+            panic!(
+                "pg_ctl start: {}\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ArchivingCluster {
+            dir: data.to_path_buf(),
+            port,
+        }
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn stop(&self) {
+        let _ = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+
+    /// Switches WAL and waits until the archiver has pushed the finished segment.
+    fn switch_and_wait(&self) -> String {
+        let seg = self.psql("SELECT pg_walfile_name(pg_switch_wal())");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+            if last >= seg {
+                return seg;
+            }
+            let failed = self.psql("SELECT failed_count FROM pg_stat_archiver");
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.parent().unwrap().join("server.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "segment {seg} not archived (last {last}, failed {failed}); server log:\n{}",
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ArchivingCluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn chown_postgres(path: &Path) {
+    if is_root() {
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+fn initdb(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    chown_postgres(dir);
+    let out = as_postgres(&format!("{PGBIN}/initdb"))
+        .arg("-D")
+        .arg(dir)
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "-N",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn archived_wal_and_base_backup_recover_to_a_point_in_time() {
+    let env = TestEnv::empty("wal_pitr");
+    let root = env.root().to_path_buf();
+    let data = root.join("pg/data");
+    initdb(&data);
+    // The archiver runs our binary as `postgres`: it must read the config and passphrase and write the repository.
+    env.write_config("[retention]\nenabled = false\n");
+    for d in ["log", "run", "backups/wal"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    chown_postgres(&root);
+    let pg = ArchivingCluster::start(&env, &data);
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replace(
+            &format!("port = {}", cluster().port),
+            &format!("port = {}", pg.port),
+        ),
+    )
+    .unwrap();
+    chown_postgres(&root);
+
+    pg.psql("CREATE TABLE events (id int PRIMARY KEY, note text, at timestamptz DEFAULT clock_timestamp())");
+    pg.psql("INSERT INTO events (id, note) SELECT g, md5(g::text) FROM generate_series(1, 100) g");
+    let r = env.run(&["--json", "backup", "--kind", "base"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let base_id = r.json()["written"][0]["id"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.repo().join(format!("base/{base_id}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["base"]["timeline"], 1);
+    assert!(manifest["base"]["end_lsn"].as_str().unwrap().contains('/'));
+
+    // Three separate commits; the target lies between the second and the third.
+    pg.psql("INSERT INTO events (id, note) VALUES (101, 'before target')");
+    std::thread::sleep(Duration::from_millis(300));
+    pg.psql("INSERT INTO events (id, note) VALUES (102, 'also before target')");
+    std::thread::sleep(Duration::from_millis(300));
+    let target = pg.psql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    pg.psql("INSERT INTO events (id, note) VALUES (103, 'after target')");
+    let last = pg.switch_and_wait();
+
+    // Archive health: the last segment, no gaps since the base backup, the server archiving fine.
+    let r = env.run(&["--json", "verify-backup", "--wal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let health = r.json();
+    assert_eq!(health["last_archived"], last.as_str());
+    assert_eq!(health["missing_since_base"], serde_json::json!([]));
+    assert_eq!(health["server_archiver"]["failing_now"], false);
+
+    // The archive holds the segment, byte for byte as PostgreSQL wrote it.
+    assert!(env
+        .repo()
+        .join(format!("wal/{last}.manifest.json"))
+        .exists());
+    let fetched = root.join("fetched");
+    let r = env.run(&["wal-fetch", &last, fetched.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let original = data.join("pg_wal").join(&last);
+    if original.exists() {
+        assert!(
+            std::fs::read(&original).unwrap() == std::fs::read(&fetched).unwrap(),
+            "fetched segment differs"
+        );
+    }
+    // Pushing the same segment again is fine; different content under its name is refused.
+    let again = root.join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::copy(&fetched, again.join(&last)).unwrap();
+    let r = env.run(&["wal-push", again.join(&last).to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "identical re-push: {}", r.stderr());
+    let mut bytes = std::fs::read(again.join(&last)).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(again.join(&last), bytes).unwrap();
+    let r = env.run(&["wal-push", again.join(&last).to_str().unwrap()]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("DIFFERENT content"), "{}", r.stderr());
+    // A name that was never archived: exit 1, nothing written.
+    let r = env.run(&[
+        "wal-fetch",
+        "0000000100000000000000FF",
+        root.join("nope").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(!root.join("nope").exists());
+    pg.stop();
+
+    // Recover a second data directory from the base backup + archive, to the target time.
+    let restored = root.join("pg2/data");
+    let r = env.run(&[
+        "restore",
+        &base_id,
+        "--target-dir",
+        restored.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    std::fs::remove_file(restored.join("postgresql.auto.conf")).ok();
+    std::fs::write(
+        restored.join("postgresql.auto.conf"),
+        format!(
+            "restore_command = '{} --config {} --quiet wal-fetch %f %p'\nrecovery_target_time = '{target}'\nrecovery_target_action = 'promote'\n",
+            env!("CARGO_BIN_EXE_tuneton-ops"),
+            env.config_path.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(restored.join("recovery.signal"), "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&restored, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chown_postgres(&root);
+    let pg2 = ArchivingCluster::start(&env, &restored);
+    // Recovery done and promoted: accepts writes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg2.psql("SELECT pg_is_in_recovery()") == "t" {
+        assert!(Instant::now() < deadline, "recovery did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        pg2.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM events WHERE id > 100"),
+        "101,102"
+    );
+    assert_eq!(pg2.psql("SELECT count(*) FROM events"), "102");
+    pg2.psql("INSERT INTO events (id, note) VALUES (200, 'after promotion')");
+
+    // A segment missing from the archive since the base backup is CRITICAL, and named.
+    let start = manifest["base"]["start_lsn"].as_str().unwrap();
+    let hole = format!("00000001{}", {
+        let (hi, lo) = start.split_once('/').unwrap();
+        format!(
+            "{:08X}{:08X}",
+            u64::from_str_radix(hi, 16).unwrap(),
+            u64::from_str_radix(lo, 16).unwrap() >> 24
+        )
+    });
+    std::fs::remove_file(env.repo().join(format!("wal/{hole}.manifest.json"))).unwrap();
+    let r = env.run(&["verify-backup", "--wal"]);
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(r.stdout().contains(&hole), "{}", r.stdout());
+}
