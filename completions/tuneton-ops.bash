@@ -34,6 +34,9 @@ _tuneton__ops() {
             tuneton__ops,man)
                 cmd="tuneton__ops__subcmd__man"
                 ;;
+            tuneton__ops,pitr)
+                cmd="tuneton__ops__subcmd__pitr"
+                ;;
             tuneton__ops,restore)
                 cmd="tuneton__ops__subcmd__restore"
                 ;;
@@ -100,6 +103,9 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,man)
                 cmd="tuneton__ops__subcmd__help__subcmd__man"
                 ;;
+            tuneton__ops__subcmd__help,pitr)
+                cmd="tuneton__ops__subcmd__help__subcmd__pitr"
+                ;;
             tuneton__ops__subcmd__help,restore)
                 cmd="tuneton__ops__subcmd__help__subcmd__restore"
                 ;;
@@ -131,7 +137,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -529,7 +535,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore wal-push wal-fetch config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch pitr config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -682,6 +688,20 @@ _tuneton__ops() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__pitr)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tuneton__subcmd__ops__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -746,6 +766,64 @@ _tuneton__ops() {
             fi
             case "${prev}" in
                 --out-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__pitr)
+            opts="-q -v -y -h -V --target-time --tz --target-lsn --target-xid --target-name --immediate --action --base --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --target-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tz)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-lsn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-xid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --action)
+                    COMPREPLY=($(compgen -W "promote pause shutdown" -- "${cur}"))
+                    return 0
+                    ;;
+                --base)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

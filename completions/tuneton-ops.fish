@@ -43,6 +43,7 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "verify-back
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "wal-push" -d 'Archive a WAL file into the repository (PostgreSQL archive_command = \'tuneton-ops wal-push %p\')'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "wal-fetch" -d 'Fetch an archived WAL file (restore_command = \'tuneton-ops wal-fetch %f %p\'); exit 1 = not archived, 126 = error'
+complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "pitr" -d 'Point-in-time recovery: restore a base backup and replay archived WAL to a target (time, LSN, xid, name)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "config" -d 'Show or check the merged configuration'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "completions" -d 'Print a shell completion script (needs no config)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_needs_command" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
@@ -192,6 +193,29 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -l dr
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s h -l help -d 'Print help'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand wal-fetch" -s V -l version -d 'Print version'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l target-time -d 'Recover up to this time; must carry a zone offset ("2026-12-03 14:05:00+01:00", "...Z") unless --tz is given' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l tz -d 'Zone for a --target-time without one: "UTC" or an offset like "+02:00"' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l target-lsn -d 'Recover up to this WAL location (e.g. 0/3000060)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l target-xid -d 'Recover up to this transaction id' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l target-name -d 'Recover up to this named restore point (pg_create_restore_point)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l action -d 'What the server does at the target' -r -f -a "promote\t'End recovery and accept writes'
+pause\t'Stay in recovery, paused, for inspection (pg_wal_replay_resume() to go on)'
+shutdown\t'Stop the server at the target'"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l base -d 'Use this base backup instead of choosing one' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
+s3\t''"
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l immediate -d 'Stop as soon as the base backup is consistent'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s q -l quiet -d 'Only errors on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s v -l verbose -d 'More detail on stderr'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l no-progress -d 'No progress bars, even on a terminal (periodic log lines instead)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -l dry-run -d 'Print each action that would be taken; change nothing'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand config; and not __fish_seen_subcommand_from show check help" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''
@@ -264,16 +288,17 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -l dry-run 
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s y -l yes -d 'Answer yes to confirmations (for scripts)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s h -l help -d 'Print help'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand man" -s V -l version -d 'Print version'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "backup" -d 'Back up the database, the application or the config into the repository'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "backups" -d 'List backups, or apply the retention policy'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "wal-push" -d 'Archive a WAL file into the repository (PostgreSQL archive_command = \'tuneton-ops wal-push %p\')'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "wal-fetch" -d 'Fetch an archived WAL file (restore_command = \'tuneton-ops wal-fetch %f %p\'); exit 1 = not archived, 126 = error'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "config" -d 'Show or check the merged configuration'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "completions" -d 'Print a shell completion script (needs no config)'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "backup" -d 'Back up the database, the application or the config into the repository'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "backups" -d 'List backups, or apply the retention policy'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "verify-backup" -d 'Decrypt and decompress every byte of backups and check them against their manifests'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "restore" -d 'Restore a database backup into a database, or an app/config backup into a directory'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "wal-push" -d 'Archive a WAL file into the repository (PostgreSQL archive_command = \'tuneton-ops wal-push %p\')'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "wal-fetch" -d 'Fetch an archived WAL file (restore_command = \'tuneton-ops wal-fetch %f %p\'); exit 1 = not archived, 126 = error'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "pitr" -d 'Point-in-time recovery: restore a base backup and replay archived WAL to a target (time, LSN, xid, name)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "config" -d 'Show or check the merged configuration'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "completions" -d 'Print a shell completion script (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "man" -d 'Print the man page, or write every page into a directory (needs no config)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and not __fish_seen_subcommand_from backup backups verify-backup restore wal-push wal-fetch pitr config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from backups" -f -a "list" -d 'List backups: id, kind, time, size, verification state'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from backups" -f -a "prune" -d 'Apply the retention policy now (with --dry-run: list what would be deleted)'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print every setting, its value and where it came from (secrets redacted)'

@@ -90,6 +90,8 @@ pub enum Command {
     WalPush(commands::wal::WalPushArgs),
     /// Fetch an archived WAL file (restore_command = 'tuneton-ops wal-fetch %f %p'); exit 1 = not archived, 126 = error
     WalFetch(commands::wal::WalFetchArgs),
+    /// Point-in-time recovery: restore a base backup and replay archived WAL to a target (time, LSN, xid, name)
+    Pitr(commands::pitr::PitrArgs),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -109,6 +111,7 @@ impl Command {
             Command::VerifyBackup(_) => "verify-backup",
             Command::Restore(_) => "restore",
             Command::WalPush(_) => "wal-push",
+            Command::Pitr(_) => "pitr",
             Command::WalFetch(_) => "wal-fetch",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",

@@ -51,6 +51,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub verify: VerifyConfig,
     pub s3: S3Config,
+    pub postgres: PostgresConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,6 +239,39 @@ impl Default for VerifyConfig {
         VerifyConfig {
             max_age_warn_hours: Some(26),
             max_age_crit_hours: Some(50),
+        }
+    }
+}
+
+/// The local PostgreSQL server as a service (for `pitr`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// The server's data directory (moved aside, never deleted, by `pitr`).
+    pub data_dir: Option<PathBuf>,
+    /// systemd unit controlling the server, e.g. "postgresql@15-main".
+    pub service: Option<String>,
+    /// Without systemd: shell commands that start (and wait for) / stop the server.
+    pub start_command: Option<String>,
+    pub stop_command: Option<String>,
+    /// Owner of the data directory.
+    pub os_user: String,
+    /// Deadline for one start or stop.
+    pub start_timeout_secs: u64,
+    /// Deadline for recovery to reach its target after the start.
+    pub recovery_timeout_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            data_dir: None,
+            service: None,
+            start_command: None,
+            stop_command: None,
+            os_user: "postgres".into(),
+            start_timeout_secs: 300,
+            recovery_timeout_secs: 3600,
         }
     }
 }

@@ -10,6 +10,7 @@ mod exit;
 mod joblog;
 mod lock;
 mod manifest;
+mod pgcluster;
 mod process;
 mod progress;
 mod repo;

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod backups;
 pub mod completions;
 pub mod config;
+pub mod pitr;
 pub mod restore;
 pub mod verify_backup;
 pub mod wal;
@@ -156,6 +157,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::VerifyBackup(args) => verify_backup::run(&ctx, args),
         Command::Restore(args) => restore::run(&ctx, args),
         Command::WalPush(args) => wal::push(&ctx, args),
+        Command::Pitr(args) => pitr::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

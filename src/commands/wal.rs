@@ -381,20 +381,23 @@ pub fn archive_status(
         .find(|e| e.kind == BackupKind::Base)
         .and_then(|e| e.manifest.as_ref()?.base.clone());
     let mut missing = Vec::new();
-    if let (Some(b), Some((last_name, _))) = (&base, &last) {
-        if let (Some(first), Some((tl, end))) = (
-            segment_of_lsn(b.timeline, &b.start_lsn).and_then(|n| segment_position(&n)),
-            segment_position(last_name),
-        ) {
+    // On the base backup's timeline, from its start segment to the newest segment
+    // archived on that timeline (later timelines branch off from there).
+    if let Some(b) = &base {
+        if let Some((tl, first)) =
+            segment_of_lsn(b.timeline, &b.start_lsn).and_then(|n| segment_position(&n))
+        {
             let have: std::collections::HashSet<u64> = archived
                 .iter()
                 .filter_map(|(n, _)| segment_position(n))
                 .filter(|(t, _)| *t == tl)
                 .map(|(_, s)| s)
                 .collect();
-            for seg in first.1..=end {
-                if tl == first.0 && !have.contains(&seg) {
-                    missing.push(format!("{tl:08X}{:08X}{:08X}", seg / 0x100, seg % 0x100));
+            if let Some(end) = have.iter().max().copied() {
+                for seg in first..=end {
+                    if !have.contains(&seg) {
+                        missing.push(format!("{tl:08X}{:08X}{:08X}", seg / 0x100, seg % 0x100));
+                    }
                 }
             }
         }
