@@ -110,6 +110,7 @@ impl PgTarget {
             None => PathBuf::from(name),
         };
         let mut cmd = Command::new(program);
+        crate::process::isolate(&mut cmd);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("PG") {
                 cmd.env_remove(k);

@@ -123,3 +123,37 @@ fn empty_repository_fails_verification() {
     assert_eq!(r.code(), 2);
     assert!(r.stderr().contains("no backups found"), "{}", r.stderr());
 }
+
+#[test]
+fn verify_of_a_larger_dump_finishes_within_a_deadline() {
+    // The benchmark once hung here: pg_restore --list inherited gpgme's status
+    // pipe and both waited forever. The mechanism is pinned by the unit test
+    // `children_do_not_inherit_our_descriptors`; this checks the whole path.
+    let env = TestEnv::new("verify_no_hang");
+    psql(
+        &env.db,
+        "CREATE TABLE blobs AS SELECT g AS id, md5(random()::text) || repeat(md5(g::text), 20) AS body FROM generate_series(1, 40000) g",
+    );
+    let (id, _) = env.backup("db");
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd(&["verify-backup", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id() as i32;
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let out = out.wait_with_output().unwrap();
+    drop(watchdog);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify hung or failed after {:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
