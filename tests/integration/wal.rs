@@ -437,3 +437,69 @@ fn archived_wal_and_base_backup_recover_to_a_point_in_time() {
     assert_eq!(r.code(), 2, "{}", r.stdout());
     assert!(r.stdout().contains(&hole), "{}", r.stdout());
 }
+
+#[test]
+fn pitr_from_an_s3_only_repository() {
+    let env = TestEnv::empty("wal_pitr_s3");
+    let s3 = crate::support::s3::S3Server::start("pitr");
+    let root = env.root().to_path_buf();
+    let data = root.join("pg/data");
+    initdb(&data);
+    for d in ["log", "run"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let section = s3.config_section(&root, "");
+    env.write_config(&format!("[retention]\nenabled = false\n\n{section}"));
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replacen("[repository]\n", "[repository]\nlocal = false\n", 1),
+    )
+    .unwrap();
+    chown_postgres(&root);
+    let pg = ArchivingCluster::start(&env, &data);
+    let (start_cmd, stop_cmd) = pg.control_commands();
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        &format!("port = {}", cluster().port),
+        &format!("port = {}", pg.port),
+    );
+    std::fs::write(
+        &env.config_path,
+        format!(
+            "{text}\n[postgres]\ndata_dir = \"{}\"\nstart_command = \"{}\"\nstop_command = \"{}\"\nrecovery_timeout_secs = 60\n",
+            data.display(),
+            start_cmd.replace('"', "\\\""),
+            stop_cmd.replace('"', "\\\"")
+        ),
+    )
+    .unwrap();
+    chown_postgres(&root);
+
+    pg.psql("CREATE TABLE events (id int PRIMARY KEY)");
+    pg.psql("INSERT INTO events SELECT generate_series(1, 50)");
+    let r = env.run(&["backup", "--kind", "base"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    pg.psql("INSERT INTO events VALUES (51)");
+    std::thread::sleep(Duration::from_millis(300));
+    let target = pg.psql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    pg.psql("INSERT INTO events VALUES (52)");
+    let last = pg.switch_and_wait();
+    assert!(
+        s3.keys()
+            .contains(&format!("tuneton/wal/{last}.manifest.json")),
+        "{:?}",
+        s3.keys()
+    );
+    assert!(
+        !root.join("backups/wal").exists(),
+        "S3-only: nothing archived locally"
+    );
+
+    let r = env.run(&["--yes", "pitr", "--target-time", &target]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(pg.psql("SELECT max(id) FROM events"), "51");
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+}
