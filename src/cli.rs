@@ -92,6 +92,8 @@ pub enum Command {
     WalFetch(commands::wal::WalFetchArgs),
     /// Point-in-time recovery: restore a base backup and replay archived WAL to a target (time, LSN, xid, name)
     Pitr(commands::pitr::PitrArgs),
+    /// Check for data corruption (pg_checksums, pg_amcheck) and recover from the newest verified backup if found
+    DbRecover(commands::db_recover::DbRecoverArgs),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -112,6 +114,7 @@ impl Command {
             Command::Restore(_) => "restore",
             Command::WalPush(_) => "wal-push",
             Command::Pitr(_) => "pitr",
+            Command::DbRecover(_) => "db-recover",
             Command::WalFetch(_) => "wal-fetch",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",

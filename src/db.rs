@@ -109,6 +109,11 @@ impl PgTarget {
             Some(d) => d.join(name),
             None => PathBuf::from(name),
         };
+        self.tool_at(program)
+    }
+
+    /// Same environment, for a program given by path (server-side tools outside PATH).
+    pub fn tool_at(&self, program: PathBuf) -> Command {
         let mut cmd = Command::new(program);
         crate::process::isolate(&mut cmd);
         for (k, _) in std::env::vars_os() {

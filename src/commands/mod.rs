@@ -6,6 +6,7 @@ pub mod backup;
 pub mod backups;
 pub mod completions;
 pub mod config;
+pub mod db_recover;
 pub mod pitr;
 pub mod restore;
 pub mod verify_backup;
@@ -158,6 +159,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Restore(args) => restore::run(&ctx, args),
         Command::WalPush(args) => wal::push(&ctx, args),
         Command::Pitr(args) => pitr::run(&ctx, args),
+        Command::DbRecover(args) => db_recover::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

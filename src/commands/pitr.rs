@@ -62,12 +62,14 @@ pub struct PitrArgs {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Target {
+pub(crate) enum Target {
     Time(DateTime<Utc>),
     Lsn(u64, String),
     Xid(u64),
     Name(String),
     Immediate,
+    /// No target: replay everything archived, then promote.
+    End,
 }
 
 /// Parses a target time that names its zone; anything PostgreSQL would read in the server's zone is refused.
@@ -184,6 +186,7 @@ fn recovery_settings(target: &Target, action: TargetAction, restore_command: &st
         Target::Xid(x) => writeln!(s, "recovery_target_xid = {}", quote(&x.to_string())),
         Target::Name(n) => writeln!(s, "recovery_target_name = {}", quote(n)),
         Target::Immediate => writeln!(s, "recovery_target = 'immediate'"),
+        Target::End => return s,
     };
     let action = match action {
         TargetAction::Promote => "promote",
@@ -252,50 +255,12 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
         .filter(|e| e.kind == BackupKind::Base && e.manifest.is_some())
         .collect();
     let base = choose_base(&bases, &target, args.base.as_deref())?.clone();
-    let exe = std::env::current_exe().context("locating the tuneton-ops binary")?;
-    let restore_command = match &ctx.settings.file {
-        Some(f) => format!(
-            "{} --config {} --quiet wal-fetch %f %p",
-            exe.display(),
-            f.display()
-        ),
-        None => format!("{} --quiet wal-fetch %f %p", exe.display()),
-    };
-    let settings = recovery_settings(&target, args.action, &restore_command);
-    let aside = PathBuf::from(format!(
-        "{}.pre-pitr-{}",
-        cluster.data_dir.display(),
-        Utc::now().format("%Y%m%dT%H%M%SZ")
-    ));
-    let b = base
-        .manifest
-        .as_ref()
-        .and_then(|m| m.base.clone())
-        .expect("filtered above");
-    let plan = vec![
-        format!("stop PostgreSQL through {}", cluster.describe()),
-        format!(
-            "move {} aside to {} (kept, never deleted)",
-            cluster.data_dir.display(),
-            aside.display()
-        ),
-        format!(
-            "restore base backup {} (WAL {} .. {}, timeline {}) from {}",
-            base.id,
-            b.start_lsn,
-            b.end_lsn,
-            b.timeline,
-            repo.location()
-        ),
-        format!(
-            "write recovery settings and recovery.signal:{}",
-            settings.trim_end().replace('\n', "\n    ")
-        ),
-        format!(
-            "start PostgreSQL and wait up to {}s for recovery to reach the target",
-            cfg.postgres.recovery_timeout_secs
-        ),
-    ];
+    let recovery = Recovery::plan(ctx, &cluster, base, target, args.action)?;
+    let plan = recovery.steps(
+        &cluster,
+        repo.location(),
+        cfg.postgres.recovery_timeout_secs,
+    );
     if ctx.global.dry_run {
         let text = plan
             .iter()
@@ -304,7 +269,7 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join("\n");
         ctx.emit(
-            &json!({"dry_run": true, "base": base.id, "plan": plan}),
+            &json!({"dry_run": true, "base": recovery.base.id, "plan": plan}),
             &text,
         );
         return Ok(ExitCode::Success);
@@ -312,83 +277,187 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
     ctx.confirm(&format!(
         "Replace the data directory {} with base backup {} replayed to the target?",
         cluster.data_dir.display(),
-        base.id
+        recovery.base.id
     ))?;
-    let crypto = Crypto::for_decrypt(&cfg.encryption)?;
-    let pg = PgTarget::from_config(&cfg.database);
-    log::info!(
-        "checking base backup {} before touching the server",
-        base.id
-    );
-    crate::verify::check_before_restore(&base, repo.as_ref(), &crypto, &pg)?;
-
-    log::info!("stopping PostgreSQL");
-    cluster.stop()?;
-    if cluster.data_dir.exists() {
-        std::fs::rename(&cluster.data_dir, &aside)
-            .with_context(|| format!("moving {} aside", cluster.data_dir.display()))?;
-        log::info!("moved the old data directory aside: {}", aside.display());
-    }
-    let restored = (|| -> Result<()> {
-        crate::restorer::restore_dir(&base, repo.as_ref(), &crypto, &cluster.data_dir, false)?;
-        let auto = cluster.data_dir.join("postgresql.auto.conf");
-        let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
-        conf.push_str(&settings);
-        std::fs::write(&auto, conf)?;
-        std::fs::write(cluster.data_dir.join("recovery.signal"), "")?;
-        let _ = std::fs::remove_file(cluster.data_dir.join("postmaster.pid"));
-        cluster.own_data_dir(&cluster.data_dir)
-    })();
-    if let Err(e) = restored {
-        bail!(
-            "{e:#}; the previous data directory is intact at {}",
-            aside.display()
-        );
-    }
-    log::info!("starting PostgreSQL for recovery");
-    if let Err(e) = cluster.start() {
-        bail!(
-            "{e:#}; recovery did not start (see the server log: a corrupted or missing WAL file stops it on purpose). \
-             The previous data directory is intact at {}",
-            aside.display()
-        );
-    }
-    let reached = wait_for_target(
-        &pg,
-        args.action,
-        Duration::from_secs(cfg.postgres.recovery_timeout_secs),
-        &cluster,
-    )
-    .with_context(|| {
-        format!(
-            "the previous data directory is intact at {}",
-            aside.display()
-        )
-    })?;
-    if let (Target::Time(t), Some(replayed)) = (&target, reached) {
-        if replayed > *t {
-            bail!("the last replayed commit ({replayed}) is after the target ({t}); refusing to call this a success");
-        }
-    }
+    let outcome = recovery.execute(ctx, repo.as_ref(), &cluster)?;
     let text = format!(
         "recovered from base backup {} to {}; last replayed commit: {}; previous data directory kept at {}",
-        base.id,
-        match &target {
+        recovery.base.id,
+        recovery.target.describe(),
+        outcome.last_replayed.map(|t| t.to_rfc3339()).unwrap_or_else(|| "none replayed".into()),
+        outcome.aside.display()
+    );
+    log::info!("{text}");
+    ctx.emit(
+        &json!({"ok": true, "base": recovery.base.id, "last_replayed_commit": outcome.last_replayed,
+                "previous_data_dir": outcome.aside, "action": format!("{:?}", args.action).to_lowercase()}),
+        &text,
+    );
+    Ok(ExitCode::Success)
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
             Target::Time(t) => t.to_rfc3339(),
             Target::Lsn(_, l) => l.clone(),
             Target::Xid(x) => format!("xid {x}"),
             Target::Name(n) => format!("restore point {n}"),
             Target::Immediate => "consistency".into(),
-        },
-        reached.map(|t| t.to_rfc3339()).unwrap_or_else(|| "none replayed".into()),
-        aside.display()
-    );
-    log::info!("{text}");
-    ctx.emit(
-        &json!({"ok": true, "base": base.id, "last_replayed_commit": reached, "previous_data_dir": aside, "action": format!("{:?}", args.action).to_lowercase()}),
-        &text,
-    );
-    Ok(ExitCode::Success)
+            Target::End => "the end of the archived WAL".into(),
+        }
+    }
+}
+
+/// A planned recovery of the local server from one base backup.
+pub(crate) struct Recovery {
+    pub base: RepoEntry,
+    target: Target,
+    action: TargetAction,
+    settings: String,
+    aside: PathBuf,
+}
+
+pub(crate) struct RecoveryOutcome {
+    pub last_replayed: Option<DateTime<Utc>>,
+    pub aside: PathBuf,
+}
+
+impl Recovery {
+    pub(crate) fn plan(
+        ctx: &Ctx,
+        cluster: &PgCluster,
+        base: RepoEntry,
+        target: Target,
+        action: TargetAction,
+    ) -> Result<Recovery> {
+        let exe = std::env::current_exe().context("locating the tuneton-ops binary")?;
+        let restore_command = match &ctx.settings.file {
+            Some(f) => format!(
+                "{} --config {} --quiet wal-fetch %f %p",
+                exe.display(),
+                f.display()
+            ),
+            None => format!("{} --quiet wal-fetch %f %p", exe.display()),
+        };
+        let settings = recovery_settings(&target, action, &restore_command);
+        let aside = PathBuf::from(format!(
+            "{}.pre-recovery-{}",
+            cluster.data_dir.display(),
+            Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        Ok(Recovery {
+            base,
+            target,
+            action,
+            settings,
+            aside,
+        })
+    }
+
+    pub(crate) fn steps(
+        &self,
+        cluster: &PgCluster,
+        location: String,
+        timeout_secs: u64,
+    ) -> Vec<String> {
+        let b = self
+            .base
+            .manifest
+            .as_ref()
+            .and_then(|m| m.base.clone())
+            .expect("a base backup");
+        vec![
+            format!("stop PostgreSQL through {}", cluster.describe()),
+            format!(
+                "move the data directory aside to {} (kept, never deleted)",
+                self.aside.display()
+            ),
+            format!(
+                "restore base backup {} (WAL {} .. {}, timeline {}) from {location}",
+                self.base.id, b.start_lsn, b.end_lsn, b.timeline
+            ),
+            format!(
+                "write recovery settings and recovery.signal:{}",
+                self.settings.trim_end().replace('\n', "\n    ")
+            ),
+            format!(
+                "start PostgreSQL and wait up to {timeout_secs}s for recovery to reach {}",
+                self.target.describe()
+            ),
+        ]
+    }
+
+    /// Stops the server, swaps in the base backup with recovery settings, starts, waits, checks.
+    pub(crate) fn execute(
+        &self,
+        ctx: &Ctx,
+        repo: &dyn crate::repo::Repository,
+        cluster: &PgCluster,
+    ) -> Result<RecoveryOutcome> {
+        let cfg = ctx.config();
+        let crypto = Crypto::for_decrypt(&cfg.encryption)?;
+        let pg = PgTarget::from_config(&cfg.database);
+        let base = &self.base;
+        let aside = &self.aside;
+        log::info!(
+            "checking base backup {} before touching the server",
+            base.id
+        );
+        crate::verify::check_before_restore(base, repo, &crypto, &pg)?;
+        log::info!("stopping PostgreSQL");
+        cluster.stop()?;
+        if cluster.data_dir.exists() {
+            std::fs::rename(&cluster.data_dir, aside)
+                .with_context(|| format!("moving {} aside", cluster.data_dir.display()))?;
+            log::info!("moved the old data directory aside: {}", aside.display());
+        }
+        let restored = (|| -> Result<()> {
+            crate::restorer::restore_dir(base, repo, &crypto, &cluster.data_dir, false)?;
+            let auto = cluster.data_dir.join("postgresql.auto.conf");
+            let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+            conf.push_str(&self.settings);
+            std::fs::write(&auto, conf)?;
+            std::fs::write(cluster.data_dir.join("recovery.signal"), "")?;
+            let _ = std::fs::remove_file(cluster.data_dir.join("postmaster.pid"));
+            cluster.own_data_dir(&cluster.data_dir)
+        })();
+        if let Err(e) = restored {
+            bail!(
+                "{e:#}; the previous data directory is intact at {}",
+                aside.display()
+            );
+        }
+        log::info!("starting PostgreSQL for recovery");
+        if let Err(e) = cluster.start() {
+            bail!(
+                "{e:#}; recovery did not start (see the server log: a corrupted or missing WAL file stops it on purpose). \
+                 The previous data directory is intact at {}",
+                aside.display()
+            );
+        }
+        let last_replayed = wait_for_target(
+            &pg,
+            self.action,
+            Duration::from_secs(cfg.postgres.recovery_timeout_secs),
+            cluster,
+        )
+        .with_context(|| {
+            format!(
+                "the previous data directory is intact at {}",
+                aside.display()
+            )
+        })?;
+        if let (Target::Time(t), Some(replayed)) = (&self.target, last_replayed) {
+            if replayed > *t {
+                bail!("the last replayed commit ({replayed}) is after the target ({t}); refusing to call this a success");
+            }
+        }
+        Ok(RecoveryOutcome {
+            last_replayed,
+            aside: aside.clone(),
+        })
+    }
 }
 
 /// Waits until recovery has finished as the action says; returns the last replayed commit time.
