@@ -104,6 +104,13 @@ pub enum Command {
 }
 
 impl Command {
+    /// The config sections this command uses, for validation (`None`: all of
+    /// them). Commands that never touch backups list theirs, so a host without
+    /// a backup passphrase can still run them.
+    pub fn config_sections(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// The job name: used for the log file and the lock file.
     pub fn job_name(&self) -> &'static str {
         match self {

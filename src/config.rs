@@ -602,9 +602,15 @@ impl Settings {
         problems
     }
 
-    /// Fails with exit 3 listing every problem.
-    pub fn require_valid(&self) -> Result<()> {
-        let problems = self.validate();
+    /// Fails with exit 3 listing every problem in the config sections a
+    /// command uses (`None`: all). A health check must not refuse to run because
+    /// the backup passphrase is not configured on that host.
+    pub fn require_valid_for(&self, sections: Option<&[&str]>) -> Result<()> {
+        let problems: Vec<String> = self
+            .validate()
+            .into_iter()
+            .filter(|p| sections.is_none_or(|s| s.contains(&problem_section(p))))
+            .collect();
         if problems.is_empty() {
             return Ok(());
         }
@@ -629,6 +635,14 @@ impl Settings {
         });
         out
     }
+}
+
+/// The config section a validation problem is about: every problem starts with its key.
+fn problem_section(problem: &str) -> &str {
+    let end = problem
+        .find(|c: char| c == '.' || c == ':' || c == ' ')
+        .unwrap_or(problem.len());
+    &problem[..end]
 }
 
 fn parse(text: &str, path: &Path) -> Result<Config> {
@@ -761,6 +775,25 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+    }
+
+    #[test]
+    fn validation_can_be_scoped_to_the_sections_a_command_uses() {
+        let s = Settings {
+            config: Config::default(),
+            sources: BTreeMap::new(),
+            file: None,
+        };
+        // Default config has no passphrase source: invalid for backups...
+        assert!(s.require_valid_for(None).is_err());
+        // ...but a command that never encrypts runs.
+        assert!(s.require_valid_for(Some(&["paths", "database"])).is_ok());
+        assert_eq!(problem_section("s3.bucket: must be set"), "s3");
+        assert_eq!(problem_section("encryption: needs"), "encryption");
+        assert_eq!(
+            problem_section("repository.local = false needs"),
+            "repository"
+        );
     }
 
     #[test]

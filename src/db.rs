@@ -72,13 +72,43 @@ impl PgTarget {
         } else if let Some(p) = self.passfile_password(db) {
             cfg.password(p);
         }
-        cfg.connect(NoTls).map_err(|e| {
-            let detail = e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| format!("{e:#}"));
+        // connect_timeout covers only the TCP connect: a server that accepts and
+        // then says nothing would hang the startup handshake. The whole connect
+        // runs on a thread with the deadline enforced here.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(cfg.connect(NoTls));
+        });
+        let result = rx.recv_timeout(self.connect_timeout).map_err(|_| {
             anyhow!(
-                "cannot connect to PostgreSQL {}: {detail}",
+                "cannot connect to PostgreSQL {}: no answer within {}s (database.connect_timeout_secs); \
+                 the server or the network is not responding",
+                self.describe(db),
+                self.connect_timeout.as_secs()
+            )
+        })?;
+        result.map_err(|e| {
+            let detail = match e.as_db_error() {
+                Some(d) => d.message().to_string(),
+                None => {
+                    let mut chain = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        chain.push_str(&format!(": {s}"));
+                        src = s.source();
+                    }
+                    chain
+                }
+            };
+            let hint = if detail.contains("password missing") {
+                " (set PGPASSWORD, database.password_file or database.passfile)"
+            } else if detail.contains("refused") {
+                " (is the server running on that host and port? database.host / database.port)"
+            } else {
+                ""
+            };
+            anyhow!(
+                "cannot connect to PostgreSQL {}: {detail}{hint}",
                 self.describe(db)
             )
         })

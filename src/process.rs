@@ -50,14 +50,28 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn new(pid: u32, timeout: Duration) -> Watchdog {
+        Self::start(pid, timeout, false)
+    }
+
+    /// For a child started in its own process group (`process_group(0)`): kills
+    /// the whole group, so `sh -c` cannot leave a grandchild holding our pipes.
+    pub fn for_group(pid: u32, timeout: Duration) -> Watchdog {
+        Self::start(pid, timeout, true)
+    }
+
+    fn start(pid: u32, timeout: Duration, group: bool) -> Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
         let fired = Arc::new(AtomicBool::new(false));
         let f = fired.clone();
         let handle = std::thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
                 f.store(true, Ordering::SeqCst);
-                // SAFETY: kill(2) with our own child's PID; the child is not reaped until we wait on it.
+                // SAFETY: kill(2) with our own child's PID (or its own process group); the
+                // child is not reaped until we wait on it, so the PID cannot have been reused.
                 unsafe {
+                    if group {
+                        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                    }
                     libc::kill(pid as libc::pid_t, libc::SIGKILL);
                 }
             }
@@ -106,12 +120,13 @@ pub fn capture_stderr(child: &mut Child) -> Option<JoinHandle<String>> {
 /// Runs a command to completion with captured output and a deadline.
 pub fn output_with_deadline(cmd: &mut Command, timeout: Duration, what: &str) -> Result<Output> {
     let mut child = isolate(cmd)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {what}"))?;
-    let dog = Watchdog::new(child.id(), timeout);
+    let dog = Watchdog::for_group(child.id(), timeout);
     let mut stdout = child.stdout.take().expect("piped");
     let out_thread = std::thread::spawn(move || {
         let mut v = Vec::new();
@@ -142,6 +157,26 @@ pub fn output_with_deadline(cmd: &mut Command, timeout: Duration, what: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_kills_grandchildren_too() {
+        let started = std::time::Instant::now();
+        let err = output_with_deadline(
+            Command::new("sh").args(["-c", "sleep 30; echo late"]),
+            Duration::from_millis(300),
+            "slow command",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("did not finish within"),
+            "{err:#}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn children_do_not_inherit_our_descriptors() {

@@ -116,7 +116,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         };
         return config::run(&ctx, cmd);
     }
-    settings.require_valid()?;
+    settings.require_valid_for(cli.command.config_sections())?;
     let ctx = Ctx {
         global: cli.global,
         settings,
