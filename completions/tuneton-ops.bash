@@ -31,6 +31,9 @@ _tuneton__ops() {
             tuneton__ops,db-recover)
                 cmd="tuneton__ops__subcmd__db__subcmd__recover"
                 ;;
+            tuneton__ops,disaster-recover)
+                cmd="tuneton__ops__subcmd__disaster__subcmd__recover"
+                ;;
             tuneton__ops,help)
                 cmd="tuneton__ops__subcmd__help"
                 ;;
@@ -103,6 +106,9 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,db-recover)
                 cmd="tuneton__ops__subcmd__help__subcmd__db__subcmd__recover"
                 ;;
+            tuneton__ops__subcmd__help,disaster-recover)
+                cmd="tuneton__ops__subcmd__help__subcmd__disaster__subcmd__recover"
+                ;;
             tuneton__ops__subcmd__help,help)
                 cmd="tuneton__ops__subcmd__help__subcmd__help"
                 ;;
@@ -143,7 +149,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr db-recover config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -570,8 +576,42 @@ _tuneton__ops() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tuneton__subcmd__ops__subcmd__disaster__subcmd__recover)
+            opts="-q -v -y -h -V --clean --allow-unverified --skip-db --skip-app --skip-config --jobs --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore wal-push wal-fetch pitr db-recover config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -697,6 +737,20 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help__subcmd__db__subcmd__recover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__disaster__subcmd__recover)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -92,6 +92,8 @@ pub enum Command {
     WalFetch(commands::wal::WalFetchArgs),
     /// Point-in-time recovery: restore a base backup and replay archived WAL to a target (time, LSN, xid, name)
     Pitr(commands::pitr::PitrArgs),
+    /// Rebuild this host from the repository: newest verified db, app and config backups, then start the app
+    DisasterRecover(commands::disaster_recover::DisasterRecoverArgs),
     /// Check for data corruption (pg_checksums, pg_amcheck) and recover from the newest verified backup if found
     DbRecover(commands::db_recover::DbRecoverArgs),
     /// Show or check the merged configuration
@@ -122,6 +124,7 @@ impl Command {
             Command::WalPush(_) => "wal-push",
             Command::Pitr(_) => "pitr",
             Command::DbRecover(_) => "db-recover",
+            Command::DisasterRecover(_) => "disaster-recover",
             Command::WalFetch(_) => "wal-fetch",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",

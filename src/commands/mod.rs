@@ -7,6 +7,7 @@ pub mod backups;
 pub mod completions;
 pub mod config;
 pub mod db_recover;
+pub mod disaster_recover;
 pub mod pitr;
 pub mod restore;
 pub mod verify_backup;
@@ -160,6 +161,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::WalPush(args) => wal::push(&ctx, args),
         Command::Pitr(args) => pitr::run(&ctx, args),
         Command::DbRecover(args) => db_recover::run(&ctx, args),
+        Command::DisasterRecover(args) => disaster_recover::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

@@ -3,8 +3,10 @@
 //! Replaces the database recovery procedure's `gpg --decrypt | gunzip | psql`
 //! over the live database. The stored bytes are checked against the manifest
 //! before anything is touched; a non-empty target needs `--clean` and a yes.
+//! The plans ([`DbRestorePlan`], [`DirRestorePlan`]) are shared with
+//! `disaster-recover`, which restores several backups under one confirmation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -15,9 +17,9 @@ use crate::crypto::Crypto;
 use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
 use crate::manifest::BackupKind;
-use crate::repo;
+use crate::repo::{self, RepoEntry, Repository};
 use crate::restorer::{
-    compare_rows, restore_db, restore_dir, user_relation_count, DbRestoreOptions,
+    compare_rows, restore_db, restore_dir, user_relation_count, DbRestoreOptions, TableComparison,
 };
 use crate::verify::check_before_restore;
 
@@ -46,6 +48,194 @@ pub struct RestoreArgs {
     pub no_owner: bool,
 }
 
+/// Restoring a database backup into `db`, looked at before anything is touched.
+pub struct DbRestorePlan {
+    pub db: String,
+    exists: bool,
+    relations: i64,
+    clean: bool,
+}
+
+impl DbRestorePlan {
+    /// Refuses (exit 3) a non-empty target unless `clean`.
+    pub fn new(pg: &PgTarget, db: &str, clean: bool) -> Result<DbRestorePlan> {
+        let exists = pg.database_exists(db)?;
+        let relations = if exists {
+            user_relation_count(pg, db)?
+        } else {
+            0
+        };
+        if relations > 0 && !clean {
+            return Err(could_not_start(format!(
+                "database {db} is not empty ({relations} relations); pass --clean (and --yes in scripts) to replace its contents, or choose a new --target-db"
+            )));
+        }
+        Ok(DbRestorePlan {
+            db: db.to_string(),
+            exists,
+            relations,
+            clean,
+        })
+    }
+
+    /// True when existing data would be replaced (then a confirmation is needed).
+    pub fn replaces_data(&self) -> bool {
+        self.relations > 0
+    }
+
+    pub fn describe(&self, entry: &RepoEntry, pg: &PgTarget) -> String {
+        format!(
+            "restore {} ({}) into database {} ({}), {}",
+            entry.id,
+            entry.location,
+            pg.describe(&self.db),
+            if !self.exists {
+                "will be created".to_string()
+            } else {
+                format!("exists, {} relations", self.relations)
+            },
+            if self.clean {
+                "dropping existing objects first"
+            } else {
+                "into an empty database"
+            }
+        )
+    }
+
+    /// Restores (the caller has checked the stored bytes) and compares every
+    /// table's rows with the manifest; fails when any differ. A database this
+    /// created is dropped again when the restore fails.
+    pub fn execute(
+        &self,
+        entry: &RepoEntry,
+        repo: &dyn Repository,
+        crypto: &Crypto,
+        pg: &PgTarget,
+        opts: &DbRestoreOptions,
+    ) -> Result<Vec<TableComparison>> {
+        let db = &self.db;
+        if !self.exists {
+            pg.create_database(db)?;
+        }
+        log::info!("{}", self.describe(entry, pg));
+        let opts = DbRestoreOptions {
+            clean: self.clean,
+            ..opts.clone()
+        };
+        if let Err(e) = restore_db(entry, repo, crypto, pg, db, &opts) {
+            if !self.exists {
+                // Leave nothing that looks like a restored database.
+                if let Err(d) = pg.drop_database(db) {
+                    log::warn!("could not drop the partly restored database {db}: {d:#}");
+                }
+            }
+            return Err(e);
+        }
+        let expected = entry
+            .manifest
+            .as_ref()
+            .and_then(|m| m.database.as_ref())
+            .map(|d| &d.tables);
+        let rows = compare_rows(pg, db, expected)?;
+        let mismatches = rows
+            .iter()
+            .filter(|r| expected.is_some() && !r.matches())
+            .count();
+        if mismatches > 0 {
+            log::error!("{}", rows_table(&rows, expected.is_some()));
+            bail!(
+                "{mismatches} table(s) of {db} differ from the manifest of {} after the restore",
+                entry.id
+            );
+        }
+        log::info!(
+            "restore of {} into {db} complete: {} tables{}",
+            entry.id,
+            rows.len(),
+            if expected.is_some() {
+                " match the manifest"
+            } else {
+                " (old-script backup: no row counts to compare)"
+            }
+        );
+        Ok(rows)
+    }
+}
+
+/// The row comparison as a text table.
+pub fn rows_table(rows: &[TableComparison], have_manifest: bool) -> String {
+    let mut text = format!("{:<40} {:>12} {:>12}\n", "table", "manifest", "restored");
+    for r in rows {
+        let f = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let mark = if have_manifest && !r.matches() {
+            "  MISMATCH"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "{:<40} {:>12} {:>12}{mark}\n",
+            r.table,
+            f(r.expected),
+            f(r.restored)
+        ));
+    }
+    text
+}
+
+/// Restoring an app/config/base backup into a directory.
+pub struct DirRestorePlan {
+    pub dir: PathBuf,
+    non_empty: bool,
+    clean: bool,
+}
+
+impl DirRestorePlan {
+    /// Refuses (exit 3) a non-empty directory unless `clean` (then it is moved aside, never deleted).
+    pub fn new(dir: &Path, clean: bool) -> Result<DirRestorePlan> {
+        let non_empty = dir.is_dir() && std::fs::read_dir(dir)?.next().is_some();
+        if non_empty && !clean {
+            return Err(could_not_start(format!(
+                "{} is not empty; pass --clean (and --yes in scripts) to move it aside and restore in its place",
+                dir.display()
+            )));
+        }
+        Ok(DirRestorePlan {
+            dir: dir.to_path_buf(),
+            non_empty,
+            clean,
+        })
+    }
+
+    pub fn replaces_data(&self) -> bool {
+        self.non_empty
+    }
+
+    pub fn describe(&self, entry: &RepoEntry) -> String {
+        format!(
+            "restore {} ({}) into {}{}",
+            entry.id,
+            entry.location,
+            self.dir.display(),
+            if self.non_empty {
+                " (moving the current contents aside)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Extracts beside the target and swaps it in; returns where the old contents went.
+    pub fn execute(
+        &self,
+        entry: &RepoEntry,
+        repo: &dyn Repository,
+        crypto: &Crypto,
+    ) -> Result<Option<PathBuf>> {
+        log::info!("{}", self.describe(entry));
+        restore_dir(entry, repo, crypto, &self.dir, self.clean)
+    }
+}
+
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let repo = repo::for_reading(cfg, ctx.global.from)?;
@@ -66,41 +256,16 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                     entry.id
                 )));
             };
-            let exists = pg.database_exists(&db)?;
-            let relations = if exists {
-                user_relation_count(&pg, &db)?
-            } else {
-                0
-            };
-            let plan = format!(
-                "restore {} ({}) into database {} ({}), {}",
-                entry.id,
-                entry.location,
-                pg.describe(&db),
-                if !exists {
-                    "will be created".to_string()
-                } else {
-                    format!("exists, {relations} relations")
-                },
-                if args.clean {
-                    "dropping existing objects first"
-                } else {
-                    "into an empty database"
-                }
-            );
-            if relations > 0 && !args.clean {
-                return Err(could_not_start(format!(
-                    "database {db} is not empty ({relations} relations); pass --clean (and --yes in scripts) to replace its contents, or choose a new --target-db"
-                )));
-            }
+            let plan = DbRestorePlan::new(&pg, &db, args.clean)?;
+            let what = plan.describe(&entry, &pg);
             if ctx.global.dry_run {
                 ctx.emit(
-                    &json!({"dry_run": true, "actions": [format!("would {plan}")]}),
-                    &format!("would {plan}"),
+                    &json!({"dry_run": true, "actions": [format!("would {what}")]}),
+                    &format!("would {what}"),
                 );
                 return Ok(ExitCode::Success);
             }
-            if relations > 0 {
+            if plan.replaces_data() {
                 ctx.confirm(&format!(
                     "Replace the contents of database {db} with backup {}?",
                     entry.id
@@ -109,67 +274,21 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
             let crypto = Crypto::for_decrypt(&cfg.encryption)?;
             log::info!("checking {} before restoring", entry.id);
             check_before_restore(&entry, repo.as_ref(), &crypto, &pg)?;
-            if !exists {
-                pg.create_database(&db)?;
-            }
-            log::info!("{plan}");
             let opts = DbRestoreOptions {
                 clean: args.clean,
                 jobs: args.jobs.max(1),
                 no_owner: args.no_owner,
                 scratch_dir: cfg.paths.scratch_dir.clone(),
             };
-            if let Err(e) = restore_db(&entry, repo.as_ref(), &crypto, &pg, &db, &opts) {
-                if !exists {
-                    // Leave nothing that looks like a restored database.
-                    if let Err(d) = pg.drop_database(&db) {
-                        log::warn!("could not drop the partly restored database {db}: {d:#}");
-                    }
-                }
-                return Err(e);
-            }
-            let expected = entry
-                .manifest
-                .as_ref()
-                .and_then(|m| m.database.as_ref())
-                .map(|d| &d.tables);
-            let rows = compare_rows(&pg, &db, expected)?;
-            let mismatches: Vec<_> = rows
-                .iter()
-                .filter(|r| expected.is_some() && !r.matches())
-                .collect();
-            let mut text = format!(
-                "restored {} into {db}\n{:<40} {:>12} {:>12}\n",
-                entry.id, "table", "manifest", "restored"
-            );
-            for r in &rows {
-                let f = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-                let mark = if expected.is_some() && !r.matches() {
-                    "  MISMATCH"
-                } else {
-                    ""
-                };
-                text.push_str(&format!(
-                    "{:<40} {:>12} {:>12}{mark}\n",
-                    r.table,
-                    f(r.expected),
-                    f(r.restored)
-                ));
-            }
-            ctx.emit(
-                &json!({"ok": mismatches.is_empty(), "id": entry.id, "target_db": db, "tables": rows}),
-                &text,
-            );
-            if !mismatches.is_empty() {
-                bail!(
-                    "{} table(s) differ from the manifest after the restore",
-                    mismatches.len()
-                );
-            }
-            log::info!(
-                "restore of {} into {db} complete: {} tables match the manifest",
+            let rows = plan.execute(&entry, repo.as_ref(), &crypto, &pg, &opts)?;
+            let text = format!(
+                "restored {} into {db}\n{}",
                 entry.id,
-                rows.len()
+                rows_table(&rows, entry.manifest.is_some())
+            );
+            ctx.emit(
+                &json!({"ok": true, "id": entry.id, "target_db": db, "tables": rows}),
+                &text,
             );
             Ok(ExitCode::Success)
         }
@@ -185,31 +304,16 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                     entry.kind.name()
                 )));
             };
-            let non_empty = dir.is_dir() && std::fs::read_dir(&dir)?.next().is_some();
-            if non_empty && !args.clean {
-                return Err(could_not_start(format!(
-                    "{} is not empty; pass --clean (and --yes in scripts) to move it aside and restore in its place",
-                    dir.display()
-                )));
-            }
-            let plan = format!(
-                "restore {} into {}{}",
-                entry.id,
-                dir.display(),
-                if non_empty {
-                    " (moving the current contents aside)"
-                } else {
-                    ""
-                }
-            );
+            let plan = DirRestorePlan::new(&dir, args.clean)?;
             if ctx.global.dry_run {
+                let what = plan.describe(&entry);
                 ctx.emit(
-                    &json!({"dry_run": true, "actions": [format!("would {plan}")]}),
-                    &format!("would {plan}"),
+                    &json!({"dry_run": true, "actions": [format!("would {what}")]}),
+                    &format!("would {what}"),
                 );
                 return Ok(ExitCode::Success);
             }
-            if non_empty {
+            if plan.replaces_data() {
                 ctx.confirm(&format!(
                     "Move {} aside and restore backup {} in its place?",
                     dir.display(),
@@ -219,7 +323,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
             let crypto = Crypto::for_decrypt(&cfg.encryption)?;
             log::info!("checking {} before restoring", entry.id);
             check_before_restore(&entry, repo.as_ref(), &crypto, &pg)?;
-            let aside = restore_dir(&entry, repo.as_ref(), &crypto, &dir, args.clean)?;
+            let aside = plan.execute(&entry, repo.as_ref(), &crypto)?;
             let text = match &aside {
                 Some(a) => format!(
                     "restored {} into {} (previous contents kept in {})",

@@ -8,6 +8,7 @@ mod support;
 mod backup;
 mod cli;
 mod config;
+mod disaster;
 mod examples;
 mod legacy;
 mod restore;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::s3::S3Server;
 use crate::support::*;
 
-fn s3_only(env: &TestEnv, s3: &S3Server, extra: &str) {
+pub fn s3_only(env: &TestEnv, s3: &S3Server, extra: &str) {
     let section = s3.config_section(env.root(), extra);
     env.write_config(&format!(
         "{section}\n[encryption]\nmode = \"symmetric\"\npassphrase_file = \"{}\"\n",

@@ -1,0 +1,235 @@
+//! `disaster-recover`: rebuild a host from the backup repository alone.
+//!
+//! Replaces the disaster recovery procedure. On a host that has only the config
+//! (and the S3 credentials and passphrase it names), it picks the newest
+//! *verified* database, application and config backups, checks every stored
+//! byte of all of them against their manifests before touching anything,
+//! restores the database into `database.name` (row counts compared with the
+//! manifest), the application into `paths.app_dir` and the config into
+//! `paths.config_dir` (existing directories moved aside, never deleted), then
+//! starts the application through `[app]` and waits for its health endpoint.
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::restore::{rows_table, DbRestorePlan, DirRestorePlan};
+use super::Ctx;
+use crate::crypto::Crypto;
+use crate::db::PgTarget;
+use crate::exit::{could_not_start, ExitCode};
+use crate::manifest::BackupKind;
+use crate::repo::{self, RepoChoice, RepoEntry};
+use crate::restorer::DbRestoreOptions;
+use crate::verify::check_before_restore;
+
+#[derive(Debug, Args)]
+pub struct DisasterRecoverArgs {
+    /// Replace what the targets hold: drop the database's objects, move existing directories aside
+    #[arg(long)]
+    pub clean: bool,
+    /// Also use backups that were never verified (when a kind has no verified backup)
+    #[arg(long)]
+    pub allow_unverified: bool,
+    /// Leave the database alone
+    #[arg(long)]
+    pub skip_db: bool,
+    /// Leave the application directory alone
+    #[arg(long)]
+    pub skip_app: bool,
+    /// Leave the config directory alone
+    #[arg(long)]
+    pub skip_config: bool,
+    /// Parallel pg_restore jobs
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub jobs: u32,
+}
+
+/// One backup to bring back and where it goes.
+enum Step {
+    Db(RepoEntry, DbRestorePlan),
+    Dir(RepoEntry, DirRestorePlan),
+}
+
+impl Step {
+    fn entry(&self) -> &RepoEntry {
+        match self {
+            Step::Db(e, _) | Step::Dir(e, _) => e,
+        }
+    }
+    fn replaces_data(&self) -> bool {
+        match self {
+            Step::Db(_, p) => p.replaces_data(),
+            Step::Dir(_, p) => p.replaces_data(),
+        }
+    }
+    fn describe(&self, pg: &PgTarget) -> String {
+        match self {
+            Step::Db(e, p) => p.describe(e, pg),
+            Step::Dir(e, p) => p.describe(e),
+        }
+    }
+}
+
+/// The newest verified backup of `kind` (or the newest at all with `allow_unverified`).
+fn choose(
+    entries: &[RepoEntry],
+    kind: BackupKind,
+    allow_unverified: bool,
+    location: &str,
+) -> Result<RepoEntry> {
+    let of_kind = || entries.iter().rev().filter(|e| e.kind == kind);
+    if let Some(e) = of_kind().find(|e| e.is_verified()) {
+        return Ok(e.clone());
+    }
+    match of_kind().next() {
+        Some(e) if allow_unverified => {
+            log::warn!(
+                "no verified {} backup in {location}: using the newest unverified one, {}",
+                kind.name(),
+                e.id
+            );
+            Ok(e.clone())
+        }
+        Some(e) => Err(could_not_start(format!(
+            "no verified {kind} backup in {location} (the newest, {id}, is {state}); run `tuneton-ops verify-backup {id}` first, or pass --allow-unverified",
+            kind = kind.name(),
+            id = e.id,
+            state = e.state()
+        ))),
+        None => Err(could_not_start(format!(
+            "no {} backup in {location}; pass --skip-{} to recover without it",
+            kind.name(),
+            kind.name()
+        ))),
+    }
+}
+
+pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
+    let cfg = ctx.config();
+    // A rebuilt host reads the shared store: S3 when it is configured.
+    let from = ctx.global.from.or(cfg.s3.enabled.then_some(RepoChoice::S3));
+    let repo = repo::for_reading(cfg, from)?;
+    let location = repo.location();
+    let (entries, _) = repo.list()?;
+    let pg = PgTarget::from_config(&cfg.database);
+
+    let mut steps = Vec::new();
+    if !args.skip_db {
+        let e = choose(&entries, BackupKind::Db, args.allow_unverified, &location)?;
+        steps.push(Step::Db(
+            e,
+            DbRestorePlan::new(&pg, &cfg.database.name, args.clean)?,
+        ));
+    }
+    for (skip, kind, dir) in [
+        (args.skip_app, BackupKind::App, &cfg.paths.app_dir),
+        (args.skip_config, BackupKind::Config, &cfg.paths.config_dir),
+    ] {
+        if !skip {
+            let e = choose(&entries, kind, args.allow_unverified, &location)?;
+            steps.push(Step::Dir(e, DirRestorePlan::new(dir, args.clean)?));
+        }
+    }
+    if steps.is_empty() {
+        return Err(could_not_start(
+            "nothing to recover: --skip-db, --skip-app and --skip-config all given",
+        ));
+    }
+
+    let actions: Vec<String> = steps.iter().map(|s| s.describe(&pg)).collect();
+    let fetch: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|s| {
+            let e = s.entry();
+            json!({"id": e.id, "kind": e.kind.name(), "location": e.location, "size": e.size,
+                   "time": e.time, "state": e.state()})
+        })
+        .collect();
+    if ctx.global.dry_run {
+        let text = format!(
+            "disaster recovery from {location} would:\n  check every stored byte of {} backups against their manifests\n{}",
+            steps.len(),
+            actions
+                .iter()
+                .map(|a| format!("  {a}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        ctx.emit(
+            &json!({"dry_run": true, "repository": location, "fetch": fetch, "actions": actions}),
+            &text,
+        );
+        return Ok(ExitCode::Success);
+    }
+    let replacing: Vec<String> = steps
+        .iter()
+        .filter(|s| s.replaces_data())
+        .map(|s| s.describe(&pg))
+        .collect();
+    ctx.confirm(&format!(
+        "Disaster recovery from {location}:\n  {}\n{}Proceed?",
+        actions.join("\n  "),
+        if replacing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "This REPLACES existing data ({} target(s)). ",
+                replacing.len()
+            )
+        }
+    ))?;
+
+    let crypto = Crypto::for_decrypt(&cfg.encryption)?;
+    // Every backup is checked before any target is touched: a damaged config
+    // backup must not be found after the database was already replaced.
+    for s in &steps {
+        log::info!("checking {} before restoring", s.entry().id);
+        check_before_restore(s.entry(), repo.as_ref(), &crypto, &pg)?;
+    }
+    let opts = DbRestoreOptions {
+        clean: args.clean,
+        jobs: args.jobs.max(1),
+        no_owner: false,
+        scratch_dir: cfg.paths.scratch_dir.clone(),
+    };
+    let mut text = format!("disaster recovery from {location}\n");
+    let mut report = Vec::new();
+    for s in &steps {
+        match s {
+            Step::Db(e, plan) => {
+                let rows = plan.execute(e, repo.as_ref(), &crypto, &pg, &opts)?;
+                text.push_str(&format!(
+                    "database {} restored from {}\n{}",
+                    plan.db,
+                    e.id,
+                    rows_table(&rows, e.manifest.is_some())
+                ));
+                report
+                    .push(json!({"id": e.id, "kind": "db", "target_db": plan.db, "tables": rows}));
+            }
+            Step::Dir(e, plan) => {
+                let aside = plan.execute(e, repo.as_ref(), &crypto)?;
+                text.push_str(&format!(
+                    "{} restored from {}{}\n",
+                    plan.dir.display(),
+                    e.id,
+                    aside
+                        .as_ref()
+                        .map(|a| format!(" (previous contents kept in {})", a.display()))
+                        .unwrap_or_default()
+                ));
+                report.push(json!({"id": e.id, "kind": e.kind.name(), "target_dir": plan.dir, "moved_aside": aside}));
+            }
+        }
+    }
+    log::info!(
+        "disaster recovery from {location}: {} backups restored",
+        steps.len()
+    );
+    ctx.emit(
+        &json!({"ok": true, "repository": location, "restored": report}),
+        &text,
+    );
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,133 @@
+//! `disaster-recover`: a new host with only its config and the bucket gets the
+//! newest verified database, application and config back, identical to the source.
+
+use std::path::Path;
+
+use crate::s3::s3_only;
+use crate::support::s3::S3Server;
+use crate::support::*;
+
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
+    let src = TestEnv::new("dr_source");
+    let s3 = S3Server::start("dr");
+    s3_only(&src, &s3, "");
+    std::fs::create_dir_all(src.root().join("etc/nginx")).unwrap();
+    std::fs::write(
+        src.root().join("etc/nginx/site.conf"),
+        "server { listen 80; }\n",
+    )
+    .unwrap();
+    let (db_id, _) = src.backup("db");
+    src.backup("app");
+    src.backup("config");
+    let r = src.run(&["verify-backup", "--all"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let tracks = count(&src.db, "tracks");
+    // A newer database backup that nobody verified: recovery must not pick it.
+    psql(
+        &src.db,
+        "INSERT INTO users (email) VALUES ('late@example.com')",
+    );
+    let (newer, _) = src.backup("db");
+    assert_ne!(newer, db_id);
+
+    // The new host: its config, the passphrase, an empty database, no app or config dirs.
+    let dst = TestEnv::empty("dr_target");
+    s3_only(&dst, &s3, "");
+    std::fs::remove_dir_all(dst.root().join("app")).unwrap();
+    std::fs::remove_dir_all(dst.root().join("etc")).unwrap();
+
+    let r = dst.run(&["--json", "--dry-run", "disaster-recover"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let plan = r.json();
+    let fetched: Vec<&str> = plan["fetch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(fetched.len(), 3, "{plan}");
+    assert_eq!(fetched[0], db_id, "the newest *verified* db backup: {plan}");
+    assert!(plan["actions"][1]
+        .as_str()
+        .unwrap()
+        .contains(&dst.root().join("app").display().to_string()));
+    assert!(!dst.root().join("app").exists(), "dry run changed nothing");
+    assert_eq!(count(&dst.db, "pg_class WHERE relname = 'tracks'"), 0);
+
+    let r = dst.run(&["disaster-recover"]);
+    assert_eq!(r.code(), 3, "no terminal, no --yes: {}", r.stderr());
+    assert!(r.stderr().contains("--yes"), "{}", r.stderr());
+    assert!(!dst.root().join("app").exists());
+
+    let r = dst.run(&["--json", "--yes", "disaster-recover"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["restored"].as_array().unwrap().len(), 3);
+    assert_eq!(count(&dst.db, "tracks"), tracks);
+    assert_eq!(
+        count(&dst.db, "users"),
+        300,
+        "the verified backup, not the newer one"
+    );
+    assert_eq!(
+        files_of(&dst.root().join("app")),
+        files_of(&src.root().join("app"))
+    );
+    assert_eq!(
+        files_of(&dst.root().join("etc")),
+        files_of(&src.root().join("etc"))
+    );
+
+    // Again, without --clean: the targets are no longer empty; refused, nothing touched.
+    let r = dst.run(&["--yes", "disaster-recover"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("--clean"), "{}", r.stderr());
+}
+
+#[test]
+fn disaster_recover_refuses_when_a_kind_has_no_verified_backup() {
+    let env = TestEnv::new("dr_unverified");
+    let s3 = S3Server::start("dr-unverified");
+    s3_only(&env, &s3, "");
+    let (id, _) = env.backup("db");
+    let target = TestEnv::empty("dr_unverified_target");
+    s3_only(&target, &s3, "");
+    let r = target.run(&["--yes", "disaster-recover", "--skip-app", "--skip-config"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("no verified db backup"),
+        "{}",
+        r.stderr()
+    );
+    assert!(r.stderr().contains(&id), "{}", r.stderr());
+    assert_eq!(count(&target.db, "pg_class WHERE relname = 'tracks'"), 0);
+
+    let r = target.run(&[
+        "--yes",
+        "disaster-recover",
+        "--skip-app",
+        "--skip-config",
+        "--allow-unverified",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(count(&target.db, "sessions"), 900);
+}
