@@ -9,6 +9,7 @@ pub mod config;
 pub mod db_recover;
 pub mod pitr;
 pub mod restore;
+pub mod rotate_logs;
 pub mod verify_backup;
 pub mod wal;
 
@@ -160,6 +161,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::WalPush(args) => wal::push(&ctx, args),
         Command::Pitr(args) => pitr::run(&ctx, args),
         Command::DbRecover(args) => db_recover::run(&ctx, args),
+        Command::RotateLogs(args) => rotate_logs::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
