@@ -968,9 +968,7 @@ impl Settings {
 
 /// The config section a validation problem is about: every problem starts with its key.
 fn problem_section(problem: &str) -> &str {
-    let end = problem
-        .find(|c: char| c == '.' || c == ':' || c == ' ')
-        .unwrap_or(problem.len());
+    let end = problem.find(['.', ':', ' ']).unwrap_or(problem.len());
     &problem[..end]
 }
 

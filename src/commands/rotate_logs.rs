@@ -1049,7 +1049,11 @@ fn run_jobs(mut jobs: Vec<Job>, threads: usize, report: &mut Report, state: &mut
                 if let Some((p, b)) = &out.archive {
                     r.archive = Some(p.clone());
                     r.compressed_bytes = Some(*b);
-                    if meta.kind != "generation" {
+                    if meta.kind == "generation" {
+                        if let Some(s) = state.files.get_mut(&r.path.display().to_string()) {
+                            s.last_archive = Some(file_name(p));
+                        }
+                    } else {
                         r.action = "copytruncated";
                         log::info!(
                             "{}: copytruncated ({}) -> {} ({} -> {})",
