@@ -350,7 +350,10 @@ pub fn run(ctx: &Ctx, args: RotateLogsArgs) -> Result<ExitCode> {
 
     let code = report.worst();
     let (json, text) = render(&report, code, dry);
-    ctx.emit(&json, &text);
+    // Quiet success for schedulers: under --quiet the report is printed only when something needs attention.
+    if ctx.global.json || !ctx.global.quiet || code != ExitCode::Success {
+        ctx.emit(&json, &text);
+    }
     Ok(code)
 }
 
