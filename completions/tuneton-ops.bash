@@ -46,6 +46,9 @@ _tuneton__ops() {
             tuneton__ops,restore)
                 cmd="tuneton__ops__subcmd__restore"
                 ;;
+            tuneton__ops,rotate-logs)
+                cmd="tuneton__ops__subcmd__rotate__subcmd__logs"
+                ;;
             tuneton__ops,verify-backup)
                 cmd="tuneton__ops__subcmd__verify__subcmd__backup"
                 ;;
@@ -121,6 +124,9 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,restore)
                 cmd="tuneton__ops__subcmd__help__subcmd__restore"
                 ;;
+            tuneton__ops__subcmd__help,rotate-logs)
+                cmd="tuneton__ops__subcmd__help__subcmd__rotate__subcmd__logs"
+                ;;
             tuneton__ops__subcmd__help,verify-backup)
                 cmd="tuneton__ops__subcmd__help__subcmd__verify__subcmd__backup"
                 ;;
@@ -149,7 +155,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,7 +617,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -820,6 +826,20 @@ _tuneton__ops() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__rotate__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tuneton__subcmd__ops__subcmd__help__subcmd__verify__subcmd__backup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -974,6 +994,40 @@ _tuneton__ops() {
                     return 0
                     ;;
                 --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__rotate__subcmd__logs)
+            opts="-q -v -y -h -V --force --set --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --set)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -96,6 +96,8 @@ pub enum Command {
     DisasterRecover(commands::disaster_recover::DisasterRecoverArgs),
     /// Check for data corruption (pg_checksums, pg_amcheck) and recover from the newest verified backup if found
     DbRecover(commands::db_recover::DbRecoverArgs),
+    /// Rotate the configured log sets without losing a line; compress in parallel; apply retention
+    RotateLogs(commands::rotate_logs::RotateLogsArgs),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -110,7 +112,10 @@ impl Command {
     /// them). Commands that never touch backups list theirs, so a host without
     /// a backup passphrase can still run them.
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
-        None
+        match self {
+            Command::RotateLogs(_) => Some(&["paths", "logs"]),
+            _ => None,
+        }
     }
 
     /// The job name: used for the log file and the lock file.
@@ -125,6 +130,7 @@ impl Command {
             Command::Pitr(_) => "pitr",
             Command::DbRecover(_) => "db-recover",
             Command::DisasterRecover(_) => "disaster-recover",
+            Command::RotateLogs(_) => "rotate-logs",
             Command::WalFetch(_) => "wal-fetch",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",

@@ -52,6 +52,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub s3: S3Config,
     pub postgres: PostgresConfig,
+    pub logs: LogsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +327,333 @@ impl Default for S3Config {
     }
 }
 
+/// Log rotation (`rotate-logs`): the sets of log files and how each is rotated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Last rotation per file (for `max_age_days`); default `<run_dir>/rotate-logs.state.json`.
+    /// Losing it is harmless: it is rebuilt from the archives' names.
+    pub state_file: Option<PathBuf>,
+    /// Archives compressed at the same time, one thread each.
+    pub compress_threads: u32,
+    /// `[[logs.sets]]` tables; the default is one set mirroring the old script.
+    pub sets: Vec<LogSetConfig>,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            state_file: None,
+            compress_threads: 2,
+            sets: vec![LogSetConfig::default()],
+        }
+    }
+}
+
+/// How the process writing a log is made to write into the new file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReopenMode {
+    /// Rename, create the new file, send `signal` to the PID in `pid_file`.
+    Signal,
+    /// Rename, create the new file, run `command`.
+    Command,
+    /// For writers that never reopen: archive the file's prefix and remove it in place.
+    Copytruncate,
+    /// Rename and create only; refused while a process holds the file open for writing.
+    None,
+}
+
+/// A size: bytes, or a number with a K/M/G/T suffix (powers of 1024), e.g. "100M".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SizeSetting {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeSetting {
+    pub fn bytes(&self) -> std::result::Result<u64, String> {
+        match self {
+            SizeSetting::Bytes(n) => Ok(*n),
+            SizeSetting::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// Parses "104857600", "100M", "100MB", "100MiB", "1.5G" (K/M/G/T are powers of 1024).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size (bytes, or a K/M/G/T suffix: \"100M\")"
+            ))
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (bytes, or a K/M/G/T suffix: \"100M\")"))?;
+    Ok((n * mult as f64) as u64)
+}
+
+/// One log set: which files, when to rotate them, how to tell the writer, what to keep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSetConfig {
+    /// Names the set in reports and for `rotate-logs --set NAME`.
+    pub name: String,
+    /// Files or globs (`*`, `?`, `[a-z]`); relative ones are under `paths.log_dir`.
+    pub paths: Vec<String>,
+    /// Rotate a file larger than this.
+    pub max_size: SizeSetting,
+    /// Also rotate a (non-empty) file whose current generation is older than this.
+    pub max_age_days: Option<u32>,
+    /// Archives kept per file (the newest ones); unset: no count limit.
+    pub keep: Option<u32>,
+    /// Archives older than this (by the time in their name) are deleted.
+    pub keep_days: Option<u32>,
+    pub compress: Compression,
+    /// gzip 1..=9 (default 6), zstd 1..=19 (default 3).
+    pub compress_level: Option<i32>,
+    /// Owner, group and mode (octal string) of the new file; default: the old file's.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<String>,
+    pub reopen: ReopenMode,
+    /// For `reopen = "signal"`: HUP, USR1, USR2, ...
+    pub signal: String,
+    pub pid_file: Option<PathBuf>,
+    /// For `reopen = "command"`: run by `sh -c` once per run of the set, after the renames.
+    pub command: Option<String>,
+    /// Deadline for `command`.
+    pub command_timeout_secs: u64,
+    /// How long to wait for writers to let go of the old generation before leaving it uncompressed.
+    pub reopen_timeout_secs: u64,
+    /// Where archives go: an absolute directory, or one relative to each log's directory ("." = beside it).
+    pub archive_dir: PathBuf,
+}
+
+impl Default for LogSetConfig {
+    fn default() -> Self {
+        LogSetConfig {
+            name: "tuneton".into(),
+            paths: vec!["*.log".into()],
+            max_size: SizeSetting::Text("100M".into()),
+            max_age_days: None,
+            keep: None,
+            keep_days: Some(90),
+            compress: Compression::Gzip,
+            compress_level: None,
+            owner: None,
+            group: None,
+            mode: None,
+            reopen: ReopenMode::Copytruncate,
+            signal: "HUP".into(),
+            pid_file: None,
+            command: None,
+            command_timeout_secs: 60,
+            reopen_timeout_secs: 10,
+            archive_dir: "archive".into(),
+        }
+    }
+}
+
+/// Signals a writer may be told to reopen with (never one whose default action stops it for good).
+pub const REOPEN_SIGNALS: &[(&str, libc::c_int)] = &[
+    ("HUP", libc::SIGHUP),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("WINCH", libc::SIGWINCH),
+    ("ALRM", libc::SIGALRM),
+    ("IO", libc::SIGIO),
+];
+
+/// The signal number for a name like "HUP", "SIGUSR1" or "usr1".
+pub fn reopen_signal(name: &str) -> Option<libc::c_int> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    REOPEN_SIGNALS
+        .iter()
+        .find(|(n, _)| *n == bare)
+        .map(|(_, s)| *s)
+}
+
+/// Parses an octal file mode such as "0640" or "640".
+pub fn parse_mode(text: &str) -> std::result::Result<u32, String> {
+    let t = text.trim();
+    let t = t.strip_prefix("0o").unwrap_or(t);
+    match u32::from_str_radix(t, 8) {
+        Ok(m) if m <= 0o7777 && !t.is_empty() => Ok(m),
+        _ => Err(format!(
+            "{text:?} is not an octal file mode such as \"0640\""
+        )),
+    }
+}
+
+impl LogsConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if !(1..=64).contains(&self.compress_threads) {
+            problems.push(format!(
+                "logs.compress_threads: {} is outside 1..=64",
+                self.compress_threads
+            ));
+        }
+        if let Some(p) = &self.state_file {
+            if !p.is_absolute() {
+                problems.push(format!(
+                    "logs.state_file: must be an absolute path, got {:?}",
+                    p.display().to_string()
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, set) in self.sets.iter().enumerate() {
+            let key = format!("logs.sets[{i}]");
+            if set.name.is_empty()
+                || !set
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                problems.push(format!(
+                    "{key}.name: {:?} must be non-empty letters, digits, '-' or '_'",
+                    set.name
+                ));
+            } else if !names.insert(set.name.clone()) {
+                problems.push(format!(
+                    "{key}.name: {:?} is used by another set; names must be unique",
+                    set.name
+                ));
+            }
+            set.validate(&key, problems);
+        }
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, set) in self.sets.iter().enumerate() {
+            for p in &set.paths {
+                if let Some(j) = seen.insert(p.as_str(), i) {
+                    if j != i {
+                        problems.push(format!(
+                            "logs.sets[{i}].paths: {p:?} is also in logs.sets[{j}]; a file belongs to one set"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl LogSetConfig {
+    fn validate(&self, key: &str, problems: &mut Vec<String>) {
+        if self.paths.is_empty() {
+            problems.push(format!("{key}.paths: must list at least one file or glob"));
+        }
+        for p in &self.paths {
+            if p.is_empty() || p.ends_with('/') || p.contains('\0') {
+                problems.push(format!("{key}.paths: {p:?} is not a file path or glob"));
+            } else if p.split('/').any(|c| c == "..") {
+                problems.push(format!("{key}.paths: {p:?} must not contain \"..\""));
+            }
+        }
+        match self.max_size.bytes() {
+            Ok(0) => problems.push(format!("{key}.max_size: must be more than 0 bytes")),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{key}.max_size: {e}")),
+        }
+        if self.max_age_days == Some(0) {
+            problems.push(format!("{key}.max_age_days: must be at least 1 (or unset)"));
+        }
+        if self.keep == Some(0) {
+            problems.push(format!(
+                "{key}.keep: must be at least 1 (or unset for no count limit)"
+            ));
+        }
+        if self.keep_days == Some(0) {
+            problems.push(format!("{key}.keep_days: must be at least 1 (or unset)"));
+        }
+        if let Some(level) = self.compress_level {
+            let (lo, hi) = match self.compress {
+                Compression::Zstd => (1, 19),
+                Compression::Gzip => (1, 9),
+                Compression::None => (0, 0),
+            };
+            if level < lo || level > hi {
+                problems.push(format!(
+                    "{key}.compress_level: {level} is outside {lo}..={hi} for {:?}",
+                    self.compress
+                ));
+            }
+        }
+        if let Some(m) = &self.mode {
+            if let Err(e) = parse_mode(m) {
+                problems.push(format!("{key}.mode: {e}"));
+            }
+        }
+        if let Some(o) = &self.owner {
+            if crate::logs::fsops::lookup_user(o).is_none() {
+                problems.push(format!("{key}.owner: no such user {o:?}"));
+            }
+        }
+        if let Some(g) = &self.group {
+            if crate::logs::fsops::lookup_group(g).is_none() {
+                problems.push(format!("{key}.group: no such group {g:?}"));
+            }
+        }
+        match self.reopen {
+            ReopenMode::Signal => {
+                if self.pid_file.is_none() {
+                    problems.push(format!(
+                        "{key}.pid_file: reopen = \"signal\" needs the writer's pid file"
+                    ));
+                }
+                if reopen_signal(&self.signal).is_none() {
+                    let names: Vec<&str> = REOPEN_SIGNALS.iter().map(|(n, _)| *n).collect();
+                    problems.push(format!(
+                        "{key}.signal: {:?} is not one of {}",
+                        self.signal,
+                        names.join(", ")
+                    ));
+                }
+            }
+            ReopenMode::Command => {
+                if self.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                    problems.push(format!(
+                        "{key}.command: reopen = \"command\" needs a command"
+                    ));
+                }
+            }
+            ReopenMode::Copytruncate | ReopenMode::None => {}
+        }
+        if let Some(p) = &self.pid_file {
+            if !p.is_absolute() {
+                problems.push(format!(
+                    "{key}.pid_file: must be an absolute path, got {:?}",
+                    p.display().to_string()
+                ));
+            }
+        }
+        if self.command_timeout_secs == 0 {
+            problems.push(format!(
+                "{key}.command_timeout_secs: must be at least 1 (every wait has a deadline)"
+            ));
+        }
+        if self.archive_dir.as_os_str().is_empty() {
+            problems.push(format!(
+                "{key}.archive_dir: must not be empty (\".\" keeps archives beside the log)"
+            ));
+        }
+    }
+}
+
 /// Where one resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Source {
@@ -595,6 +923,7 @@ impl Settings {
                 ));
             }
         }
+        c.logs.validate(&mut problems);
         let r = &c.retention;
         if r.enabled && r.keep_last + r.keep_daily + r.keep_weekly + r.keep_monthly == 0 {
             problems.push("retention: every keep_* is 0; at least one backup must be kept (or set enabled = false)".into());

@@ -9,6 +9,7 @@ mod db;
 mod exit;
 mod joblog;
 mod lock;
+mod logs;
 mod manifest;
 mod pgcluster;
 mod process;

@@ -168,7 +168,8 @@ pub fn encode<R: Read + Send, W: Write + Send>(
 /// A decompressor on the write side, so gpg's output can be pushed through it.
 enum Decompressor<W: Write> {
     Zstd(zstd::stream::write::Decoder<'static, W>),
-    Gzip(flate2::write::MultiGzDecoder<W>),
+    // Boxed: the zlib-rs inflate state is large next to the other variants.
+    Gzip(Box<flate2::write::MultiGzDecoder<W>>),
     Plain(W),
 }
 
@@ -176,7 +177,9 @@ impl<W: Write> Decompressor<W> {
     fn new(kind: Compression, inner: W) -> Result<Self> {
         Ok(match kind {
             Compression::Zstd => Decompressor::Zstd(zstd::stream::write::Decoder::new(inner)?),
-            Compression::Gzip => Decompressor::Gzip(flate2::write::MultiGzDecoder::new(inner)),
+            Compression::Gzip => {
+                Decompressor::Gzip(Box::new(flate2::write::MultiGzDecoder::new(inner)))
+            }
             Compression::None => Decompressor::Plain(inner),
         })
     }

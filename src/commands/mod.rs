@@ -10,6 +10,7 @@ pub mod db_recover;
 pub mod disaster_recover;
 pub mod pitr;
 pub mod restore;
+pub mod rotate_logs;
 pub mod verify_backup;
 pub mod wal;
 
@@ -162,6 +163,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Pitr(args) => pitr::run(&ctx, args),
         Command::DbRecover(args) => db_recover::run(&ctx, args),
         Command::DisasterRecover(args) => disaster_recover::run(&ctx, args),
+        Command::RotateLogs(args) => rotate_logs::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

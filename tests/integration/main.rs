@@ -13,6 +13,7 @@ mod examples;
 mod legacy;
 mod restore;
 mod retention;
+mod rotate_logs;
 mod s3;
 mod verify;
 mod wal;
