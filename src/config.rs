@@ -52,6 +52,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub s3: S3Config,
     pub postgres: PostgresConfig,
+    pub app: AppConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,6 +273,80 @@ impl Default for PostgresConfig {
             os_user: "postgres".into(),
             start_timeout_secs: 300,
             recovery_timeout_secs: 3600,
+        }
+    }
+}
+
+/// The application as a service (`health`, `restart`, `diagnose`, `disaster-recover`):
+/// controlled through systemd, or through configured commands when `start_command` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// systemd unit of the application (used unless `start_command` is set).
+    pub service: String,
+    /// Without systemd (and in tests): a shell command that starts the application and returns.
+    pub start_command: Option<String>,
+    /// Shell command asking the application to stop (needed with `start_command`).
+    pub stop_command: Option<String>,
+    /// Shell command exiting 0 while the application runs (or use `pid_file`).
+    pub status_command: Option<String>,
+    /// File holding the main PID: the only process `restart` may SIGKILL (commands mode).
+    pub pid_file: Option<PathBuf>,
+    /// Deadline for one start command (systemctl start).
+    pub start_timeout_secs: u64,
+    /// Deadline for the stop, after which the main PID gets SIGKILL.
+    pub stop_timeout_secs: u64,
+    /// Deadline for the main PID to vanish after SIGKILL.
+    pub kill_timeout_secs: u64,
+    /// Deadline for one status query (systemctl is-active / status_command).
+    pub status_timeout_secs: u64,
+    /// The application's HTTP health endpoint.
+    pub health_url: String,
+    /// The status code a healthy application answers.
+    pub health_status: u16,
+    /// The body must contain this text.
+    pub health_body_contains: Option<String>,
+    /// The body must be JSON with this field (dotted path, e.g. "version" or "db.status").
+    pub health_json_field: Option<String>,
+    /// ...and the field must equal this value (compared as text).
+    pub health_json_value: Option<String>,
+    /// Deadline for one health request.
+    pub health_timeout_secs: u64,
+    /// `restart`: deadline for the application to become healthy after the start.
+    pub ready_timeout_secs: u64,
+    /// `restart` empties these directories (contents only; each must lie under a `cache_roots` entry).
+    pub cache_dirs: Vec<PathBuf>,
+    /// The only trees `restart` may delete anything in.
+    pub cache_roots: Vec<PathBuf>,
+    /// Application logs: `diagnose` takes the last lines of each.
+    pub log_files: Vec<PathBuf>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            service: "tuneton-app".into(),
+            start_command: None,
+            stop_command: None,
+            status_command: None,
+            pid_file: None,
+            start_timeout_secs: 60,
+            stop_timeout_secs: 30,
+            kill_timeout_secs: 10,
+            status_timeout_secs: 10,
+            health_url: "http://localhost:3000/health".into(),
+            health_status: 200,
+            health_body_contains: None,
+            health_json_field: None,
+            health_json_value: None,
+            health_timeout_secs: 5,
+            ready_timeout_secs: 120,
+            cache_dirs: vec!["/app/cache".into(), "/tmp/tuneton".into()],
+            cache_roots: vec!["/app/cache".into(), "/tmp/tuneton".into()],
+            log_files: vec![
+                "/var/log/tuneton/application.log".into(),
+                "/var/log/tuneton/error.log".into(),
+            ],
         }
     }
 }
@@ -595,6 +670,7 @@ impl Settings {
                 ));
             }
         }
+        problems.extend(validate_app(&c.app));
         let r = &c.retention;
         if r.enabled && r.keep_last + r.keep_daily + r.keep_weekly + r.keep_monthly == 0 {
             problems.push("retention: every keep_* is 0; at least one backup must be kept (or set enabled = false)".into());
@@ -637,10 +713,107 @@ impl Settings {
     }
 }
 
+fn validate_app(a: &AppConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if a.start_command.is_some() {
+        if a.stop_command.is_none() {
+            problems.push("app.stop_command: must be set with app.start_command".into());
+        }
+        if a.status_command.is_none() && a.pid_file.is_none() {
+            problems.push(
+                "app.status_command: set it (or app.pid_file) with app.start_command, so the state can be known"
+                    .into(),
+            );
+        }
+    } else {
+        if a.service.trim().is_empty() {
+            problems
+                .push("app.service: must name a systemd unit (or set app.start_command)".into());
+        }
+        if a.stop_command.is_some() || a.status_command.is_some() {
+            problems.push(
+                "app.start_command: stop_command/status_command are set but start_command is not; set all of them or none"
+                    .into(),
+            );
+        }
+    }
+    if let Some(p) = &a.pid_file {
+        if !p.is_absolute() {
+            problems.push(format!(
+                "app.pid_file: must be an absolute path, got {:?}",
+                p.display().to_string()
+            ));
+        }
+    }
+    for (key, v) in [
+        ("start_timeout_secs", a.start_timeout_secs),
+        ("stop_timeout_secs", a.stop_timeout_secs),
+        ("kill_timeout_secs", a.kill_timeout_secs),
+        ("status_timeout_secs", a.status_timeout_secs),
+        ("health_timeout_secs", a.health_timeout_secs),
+        ("ready_timeout_secs", a.ready_timeout_secs),
+    ] {
+        if v == 0 {
+            problems.push(format!(
+                "app.{key}: must be at least 1 (every wait has a deadline)"
+            ));
+        }
+    }
+    if !(a.health_url.starts_with("http://") || a.health_url.starts_with("https://")) {
+        problems.push(format!(
+            "app.health_url: must start with http:// or https://, got {:?}",
+            a.health_url
+        ));
+    }
+    if !(100..=599).contains(&a.health_status) {
+        problems.push(format!(
+            "app.health_status: {} is not an HTTP status code",
+            a.health_status
+        ));
+    }
+    if a.health_json_value.is_some() && a.health_json_field.is_none() {
+        problems.push("app.health_json_value: needs app.health_json_field".into());
+    }
+    for (i, r) in a.cache_roots.iter().enumerate() {
+        if !r.is_absolute() {
+            problems.push(format!(
+                "app.cache_roots[{i}]: must be an absolute path, got {:?}",
+                r.display().to_string()
+            ));
+        } else if r.parent().is_none() {
+            problems.push(format!("app.cache_roots[{i}]: must not be /"));
+        }
+    }
+    for (i, d) in a.cache_dirs.iter().enumerate() {
+        if !d.is_absolute() {
+            problems.push(format!(
+                "app.cache_dirs[{i}]: must be an absolute path, got {:?}",
+                d.display().to_string()
+            ));
+        } else if d.parent().is_none() {
+            problems.push(format!("app.cache_dirs[{i}]: refusing to clear /"));
+        } else if !a.cache_roots.iter().any(|r| d.starts_with(r)) {
+            problems.push(format!(
+                "app.cache_dirs[{i}]: {} is not under any of app.cache_roots",
+                d.display()
+            ));
+        }
+    }
+    for (i, l) in a.log_files.iter().enumerate() {
+        if !l.is_absolute() {
+            problems.push(format!(
+                "app.log_files[{i}]: must be an absolute path, got {:?}",
+                l.display().to_string()
+            ));
+        }
+    }
+    problems
+}
+
 /// The config section a validation problem is about: every problem starts with its key.
 fn problem_section(problem: &str) -> &str {
     let end = problem
-        .find(|c: char| c == '.' || c == ':' || c == ' ')
+        .find(['.', ':', ' '])
         .unwrap_or(problem.len());
     &problem[..end]
 }

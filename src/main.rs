@@ -7,6 +7,7 @@ mod config;
 mod crypto;
 mod db;
 mod exit;
+mod http;
 mod joblog;
 mod lock;
 mod manifest;
@@ -16,6 +17,7 @@ mod progress;
 mod repo;
 mod restorer;
 mod retention;
+mod service;
 mod stream;
 mod verify;
 
