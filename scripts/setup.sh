@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-for pkg in libgpgme-dev gnupg zstd pkg-config postgresql-15 postgresql-client-15 gzip tar time; do
+for pkg in libgpgme-dev gnupg zstd pkg-config postgresql-15 postgresql-client-15 gzip tar time python3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

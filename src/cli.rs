@@ -94,6 +94,8 @@ pub enum Command {
     Pitr(commands::pitr::PitrArgs),
     /// Check for data corruption (pg_checksums, pg_amcheck) and recover from the newest verified backup if found
     DbRecover(commands::db_recover::DbRecoverArgs),
+    /// Check the application service, its HTTP health endpoint, the database, disks, memory and load (exit 0/1/2/3)
+    Health(commands::health::HealthArgs),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -108,7 +110,10 @@ impl Command {
     /// them). Commands that never touch backups list theirs, so a host without
     /// a backup passphrase can still run them.
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
-        None
+        match self {
+            Command::Health(_) => Some(&["paths", "app", "health", "database"]),
+            _ => None,
+        }
     }
 
     /// The job name: used for the log file and the lock file.
@@ -123,6 +128,7 @@ impl Command {
             Command::Pitr(_) => "pitr",
             Command::DbRecover(_) => "db-recover",
             Command::WalFetch(_) => "wal-fetch",
+            Command::Health(_) => "health",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",

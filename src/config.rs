@@ -53,6 +53,7 @@ pub struct Config {
     pub s3: S3Config,
     pub postgres: PostgresConfig,
     pub app: AppConfig,
+    pub health: HealthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -347,6 +348,155 @@ impl Default for AppConfig {
                 "/var/log/tuneton/application.log".into(),
                 "/var/log/tuneton/error.log".into(),
             ],
+        }
+    }
+}
+
+/// `health`: which checks run, each with its deadline and thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// `health --alert` remembers each check's last state here (to alert on changes only).
+    pub state_file: PathBuf,
+    pub service: ServiceCheckConfig,
+    pub http: TimedCheckConfig,
+    pub database: TimedCheckConfig,
+    pub disk: DiskCheckConfig,
+    pub memory: MemoryCheckConfig,
+    pub load: LoadCheckConfig,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            state_file: "/var/lib/tuneton/health-state.json".into(),
+            service: ServiceCheckConfig::default(),
+            http: TimedCheckConfig {
+                enabled: true,
+                timeout_secs: 5,
+                warn_ms: 1000,
+                crit_ms: 3000,
+            },
+            database: TimedCheckConfig {
+                enabled: true,
+                timeout_secs: 5,
+                warn_ms: 500,
+                crit_ms: 2000,
+            },
+            disk: DiskCheckConfig::default(),
+            memory: MemoryCheckConfig::default(),
+            load: LoadCheckConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceCheckConfig {
+    pub enabled: bool,
+    pub timeout_secs: u64,
+}
+
+impl Default for ServiceCheckConfig {
+    fn default() -> Self {
+        ServiceCheckConfig {
+            enabled: true,
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// A check measured in time (HTTP response, database connect).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimedCheckConfig {
+    pub enabled: bool,
+    /// No answer within this is CRITICAL.
+    pub timeout_secs: u64,
+    pub warn_ms: u64,
+    pub crit_ms: u64,
+}
+
+impl Default for TimedCheckConfig {
+    fn default() -> Self {
+        TimedCheckConfig {
+            enabled: true,
+            timeout_secs: 5,
+            warn_ms: 1000,
+            crit_ms: 3000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskCheckConfig {
+    pub enabled: bool,
+    /// Each path is checked on the filesystem that holds it.
+    pub paths: Vec<PathBuf>,
+    /// "80%": used share (of the space non-root users can have) at or above; "5GiB": available below.
+    pub warn: String,
+    pub crit: String,
+    /// "80%": inodes used at or above; "10000": free inodes below.
+    pub inodes_warn: String,
+    pub inodes_crit: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for DiskCheckConfig {
+    fn default() -> Self {
+        DiskCheckConfig {
+            enabled: true,
+            paths: vec!["/".into(), "/var/lib/postgresql".into(), "/backups".into()],
+            warn: "80%".into(),
+            crit: "90%".into(),
+            inodes_warn: "80%".into(),
+            inodes_crit: "90%".into(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryCheckConfig {
+    pub enabled: bool,
+    /// "85%": used share (MemTotal - MemAvailable) at or above; "512MiB": MemAvailable below.
+    pub warn: String,
+    pub crit: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for MemoryCheckConfig {
+    fn default() -> Self {
+        MemoryCheckConfig {
+            enabled: true,
+            warn: "85%".into(),
+            crit: "95%".into(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadCheckConfig {
+    pub enabled: bool,
+    /// Thresholds apply to the 5-minute load average divided by the number of cores.
+    pub per_core: bool,
+    pub warn: f64,
+    pub crit: f64,
+    pub timeout_secs: u64,
+}
+
+impl Default for LoadCheckConfig {
+    fn default() -> Self {
+        LoadCheckConfig {
+            enabled: true,
+            per_core: true,
+            warn: 2.0,
+            crit: 4.0,
+            timeout_secs: 5,
         }
     }
 }
@@ -671,6 +821,7 @@ impl Settings {
             }
         }
         problems.extend(validate_app(&c.app));
+        problems.extend(validate_health(&c.health));
         let r = &c.retention;
         if r.enabled && r.keep_last + r.keep_daily + r.keep_weekly + r.keep_monthly == 0 {
             problems.push("retention: every keep_* is 0; at least one backup must be kept (or set enabled = false)".into());
@@ -810,11 +961,69 @@ fn validate_app(a: &AppConfig) -> Vec<String> {
     problems
 }
 
+fn validate_health(h: &HealthConfig) -> Vec<String> {
+    use crate::checks::Threshold;
+    let mut problems = Vec::new();
+    if !h.state_file.is_absolute() {
+        problems.push(format!(
+            "health.state_file: must be an absolute path, got {:?}",
+            h.state_file.display().to_string()
+        ));
+    }
+    for (key, t) in [("http", &h.http), ("database", &h.database)] {
+        if t.warn_ms > t.crit_ms {
+            problems.push(format!(
+                "health.{key}.warn_ms ({}) must not exceed crit_ms ({})",
+                t.warn_ms, t.crit_ms
+            ));
+        }
+    }
+    for (key, v) in [
+        ("service", h.service.timeout_secs),
+        ("http", h.http.timeout_secs),
+        ("database", h.database.timeout_secs),
+        ("disk", h.disk.timeout_secs),
+        ("memory", h.memory.timeout_secs),
+        ("load", h.load.timeout_secs),
+    ] {
+        if v == 0 {
+            problems.push(format!(
+                "health.{key}.timeout_secs: must be at least 1 (every wait has a deadline)"
+            ));
+        }
+    }
+    for (key, text, bytes) in [
+        ("disk.warn", &h.disk.warn, true),
+        ("disk.crit", &h.disk.crit, true),
+        ("disk.inodes_warn", &h.disk.inodes_warn, false),
+        ("disk.inodes_crit", &h.disk.inodes_crit, false),
+        ("memory.warn", &h.memory.warn, true),
+        ("memory.crit", &h.memory.crit, true),
+    ] {
+        if let Err(e) = Threshold::parse(text, bytes) {
+            problems.push(format!("health.{key}: {e}"));
+        }
+    }
+    for (i, p) in h.disk.paths.iter().enumerate() {
+        if !p.is_absolute() {
+            problems.push(format!(
+                "health.disk.paths[{i}]: must be an absolute path, got {:?}",
+                p.display().to_string()
+            ));
+        }
+    }
+    if !(h.load.warn >= 0.0 && h.load.warn <= h.load.crit) {
+        problems.push(format!(
+            "health.load.warn ({}) must be between 0 and crit ({})",
+            h.load.warn, h.load.crit
+        ));
+    }
+    problems
+}
+
 /// The config section a validation problem is about: every problem starts with its key.
 fn problem_section(problem: &str) -> &str {
-    let end = problem
-        .find(['.', ':', ' '])
-        .unwrap_or(problem.len());
+    let end = problem.find(['.', ':', ' ']).unwrap_or(problem.len());
     &problem[..end]
 }
 

@@ -1,6 +1,8 @@
 //! `tuneton-ops`: parse, load settings, run one command, turn the outcome into an exit code.
 
 mod archive;
+mod atomic_file;
+mod checks;
 mod cli;
 mod commands;
 mod config;

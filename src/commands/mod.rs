@@ -7,6 +7,7 @@ pub mod backups;
 pub mod completions;
 pub mod config;
 pub mod db_recover;
+pub mod health;
 pub mod pitr;
 pub mod restore;
 pub mod verify_backup;
@@ -123,7 +124,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     };
     let mutating = !matches!(
         cli.command,
-        Command::Backups(backups::BackupsCommand::List(_))
+        Command::Backups(backups::BackupsCommand::List(_)) | Command::Health(_)
     );
     // wal-fetch only writes the file PostgreSQL asked for: no lock to contend on.
     let locked = mutating && !matches!(cli.command, Command::WalFetch(_));
@@ -161,6 +162,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Pitr(args) => pitr::run(&ctx, args),
         Command::DbRecover(args) => db_recover::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
+        Command::Health(args) => health::run(&ctx, args),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

@@ -9,6 +9,7 @@ mod backup;
 mod cli;
 mod config;
 mod examples;
+mod health;
 mod legacy;
 mod restore;
 mod retention;

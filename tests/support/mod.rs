@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
