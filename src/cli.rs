@@ -96,6 +96,9 @@ pub enum Command {
     DbRecover(commands::db_recover::DbRecoverArgs),
     /// Check the application service, its HTTP health endpoint, the database, disks, memory and load (exit 0/1/2/3)
     Health(commands::health::HealthArgs),
+    /// Alert channels (Slack, PagerDuty, email): send a test message
+    #[command(subcommand)]
+    Notify(commands::notify::NotifyCommand),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -111,9 +114,28 @@ impl Command {
     /// a backup passphrase can still run them.
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
         match self {
-            Command::Health(_) => Some(&["paths", "app", "health", "database"]),
+            Command::Health(_) => Some(&["paths", "app", "health", "database", "alerts"]),
+            Command::Notify(_) => Some(&["paths", "alerts"]),
             _ => None,
         }
+    }
+
+    /// Whether a failed run is reported through the notifier when
+    /// `alerts.alert_on_failure` is set: mutating jobs only. Commands that alert
+    /// on their own (health, restart) and PostgreSQL's archive/restore commands
+    /// (retried by the server every few seconds) do not.
+    pub fn reports_failure(&self) -> bool {
+        !matches!(
+            self,
+            Command::Backups(commands::backups::BackupsCommand::List(_))
+                | Command::Health(_)
+                | Command::Notify(_)
+                | Command::WalPush(_)
+                | Command::WalFetch(_)
+                | Command::Config(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+        )
     }
 
     /// The job name: used for the log file and the lock file.
@@ -129,6 +151,7 @@ impl Command {
             Command::DbRecover(_) => "db-recover",
             Command::WalFetch(_) => "wal-fetch",
             Command::Health(_) => "health",
+            Command::Notify(_) => "notify",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",

@@ -54,6 +54,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub app: AppConfig,
     pub health: HealthConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -501,6 +502,111 @@ impl Default for LoadCheckConfig {
     }
 }
 
+/// Alert channels. A channel is in use when its required settings exist: Slack
+/// with a webhook URL, PagerDuty with a routing key, email with recipients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Every mutating command (backup, verify-backup, restore, ...) reports a failed run through the channels.
+    pub alert_on_failure: bool,
+    /// The host name in messages and PagerDuty's `source` (default: this host's name).
+    pub host_name: Option<String>,
+    /// Deadline for one request (HTTP, SMTP, sendmail).
+    pub request_timeout_secs: u64,
+    /// Transient failures (5xx, 429, timeouts, SMTP 4xx) are retried until this deadline.
+    pub retry_deadline_secs: u64,
+    pub slack: SlackConfig,
+    pub pagerduty: PagerDutyConfig,
+    pub email: EmailConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            alert_on_failure: false,
+            host_name: None,
+            request_timeout_secs: 10,
+            retry_deadline_secs: 60,
+            slack: SlackConfig::default(),
+            pagerduty: PagerDutyConfig::default(),
+            email: EmailConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    /// File holding the incoming-webhook URL (mode 0600 or refused); env SLACK_WEBHOOK_URL wins.
+    pub webhook_url_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub webhook_url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagerDutyConfig {
+    /// Events API v2 endpoint.
+    pub events_url: String,
+    /// File holding the integration's routing key (0600); env PAGERDUTY_ROUTING_KEY wins.
+    pub routing_key_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub routing_key: Option<Secret>,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        PagerDutyConfig {
+            events_url: "https://events.pagerduty.com/v2/enqueue".into(),
+            routing_key_file: None,
+            routing_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// SMTP to `smtp_host:smtp_port` (no TLS: a local or loopback relay).
+    Smtp,
+    /// The local MTA: `sendmail -i -t` with the message on stdin.
+    Sendmail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// Recipients; env EMAIL_RECIPIENTS (comma-separated) wins. Empty: no email.
+    pub to: Vec<String>,
+    pub from: String,
+    pub transport: EmailTransport,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// AUTH PLAIN user (only to a loopback smtp_host: this client speaks no TLS).
+    pub smtp_user: Option<String>,
+    /// File holding the SMTP password (0600); env SMTP_PASSWORD wins.
+    pub smtp_password_file: Option<PathBuf>,
+    pub sendmail_path: PathBuf,
+    #[serde(skip_deserializing)]
+    pub smtp_password: Option<Secret>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            to: Vec::new(),
+            from: "tuneton-ops@localhost".into(),
+            transport: EmailTransport::Smtp,
+            smtp_host: "localhost".into(),
+            smtp_port: 25,
+            smtp_user: None,
+            smtp_password_file: None,
+            sendmail_path: "/usr/sbin/sendmail".into(),
+            smtp_password: None,
+        }
+    }
+}
+
 /// The S3-compatible repository (same layout as the local one, under `prefix`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -660,6 +766,51 @@ impl Settings {
             let secret = read_secret_file(&p).context("s3.secret_access_key_file")?;
             config.s3.secret_access_key = Some(secret);
             sources.insert("s3.secret_access_key".into(), Source::File(p));
+        }
+        let secret_from = |var: &'static str,
+                           file: &Option<PathBuf>,
+                           key: &'static str,
+                           sources: &mut BTreeMap<String, Source>|
+         -> Result<Option<Secret>> {
+            if let Some(v) = env(var) {
+                sources.insert(key.into(), Source::Env(var));
+                return Ok(Some(Secret::new(v)));
+            }
+            match file {
+                Some(p) => {
+                    let s = read_secret_file(p).with_context(|| format!("{key}_file"))?;
+                    sources.insert(key.into(), Source::File(p.clone()));
+                    Ok(Some(s))
+                }
+                None => Ok(None),
+            }
+        };
+        config.alerts.slack.webhook_url = secret_from(
+            "SLACK_WEBHOOK_URL",
+            &config.alerts.slack.webhook_url_file,
+            "alerts.slack.webhook_url",
+            &mut sources,
+        )?;
+        config.alerts.pagerduty.routing_key = secret_from(
+            "PAGERDUTY_ROUTING_KEY",
+            &config.alerts.pagerduty.routing_key_file,
+            "alerts.pagerduty.routing_key",
+            &mut sources,
+        )?;
+        config.alerts.email.smtp_password = secret_from(
+            "SMTP_PASSWORD",
+            &config.alerts.email.smtp_password_file,
+            "alerts.email.smtp_password",
+            &mut sources,
+        )?;
+        if let Some(v) = env("EMAIL_RECIPIENTS") {
+            config.alerts.email.to = v
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            sources.insert("alerts.email.to".into(), Source::Env("EMAIL_RECIPIENTS"));
         }
         if let Some(r) = &global.repo {
             config.repository.path = r.clone();
@@ -822,6 +973,7 @@ impl Settings {
         }
         problems.extend(validate_app(&c.app));
         problems.extend(validate_health(&c.health));
+        problems.extend(validate_alerts(&c.alerts));
         let r = &c.retention;
         if r.enabled && r.keep_last + r.keep_daily + r.keep_weekly + r.keep_monthly == 0 {
             problems.push("retention: every keep_* is 0; at least one backup must be kept (or set enabled = false)".into());
@@ -1017,6 +1169,61 @@ fn validate_health(h: &HealthConfig) -> Vec<String> {
             "health.load.warn ({}) must be between 0 and crit ({})",
             h.load.warn, h.load.crit
         ));
+    }
+    problems
+}
+
+fn validate_alerts(a: &AlertsConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if a.request_timeout_secs == 0 || a.retry_deadline_secs == 0 {
+        problems.push(
+            "alerts.request_timeout_secs / alerts.retry_deadline_secs: must be at least 1".into(),
+        );
+    }
+    if let Some(u) = &a.slack.webhook_url {
+        if !(u.expose().starts_with("https://") || u.expose().starts_with("http://")) {
+            // Never print the value: the URL is the secret.
+            problems.push("alerts.slack.webhook_url_file: the webhook URL must start with https:// (or http://)".into());
+        }
+    }
+    let pd = &a.pagerduty.events_url;
+    if !(pd.starts_with("https://") || pd.starts_with("http://")) {
+        problems.push(format!(
+            "alerts.pagerduty.events_url: must start with https:// or http://, got {pd:?}"
+        ));
+    }
+    let e = &a.email;
+    for (i, to) in e.to.iter().enumerate() {
+        if !to.contains('@') || to.contains(['\r', '\n', '<', '>']) {
+            problems.push(format!(
+                "alerts.email.to[{i}]: {to:?} is not an email address"
+            ));
+        }
+    }
+    if e.from.contains(['\r', '\n', '<', '>']) || !e.from.contains('@') {
+        problems.push(format!(
+            "alerts.email.from: {:?} is not an email address",
+            e.from
+        ));
+    }
+    if e.transport == EmailTransport::Smtp && !e.to.is_empty() {
+        if e.smtp_port == 0 {
+            problems.push("alerts.email.smtp_port: must be 1..65535".into());
+        }
+        if e.smtp_password.is_some() && e.smtp_user.is_none() {
+            problems.push("alerts.email.smtp_user: needed with an SMTP password".into());
+        }
+        let loopback = matches!(e.smtp_host.as_str(), "localhost" | "::1")
+            || e.smtp_host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if e.smtp_user.is_some() && !loopback {
+            problems.push(format!(
+                "alerts.email.smtp_user: this client speaks no TLS, so it sends a password only to a loopback relay, not {:?}; \
+                 relay through the local MTA (transport = \"sendmail\") instead",
+                e.smtp_host
+            ));
+        }
     }
     problems
 }

@@ -13,6 +13,7 @@ mod http;
 mod joblog;
 mod lock;
 mod manifest;
+mod notify;
 mod pgcluster;
 mod process;
 mod progress;

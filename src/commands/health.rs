@@ -8,14 +8,15 @@
 //! `df /`, `free`), which could not tell "down" from "could not look" and
 //! alerted only for the application.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Ctx;
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::db::PgTarget;
 use crate::exit::ExitCode;
 use crate::http::{self, HealthExpect, Probe};
+use crate::notify::{Delivery, Event, Notifier, Severity};
 use crate::service::{Service, ServiceState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,6 +59,9 @@ pub struct HealthArgs {
     /// Also write the results as a Prometheus textfile (replaced atomically), e.g. for node_exporter
     #[arg(long, value_name = "PATH")]
     pub prom_file: Option<PathBuf>,
+    /// Alert through the configured channels when a check changes state (state kept in health.state_file)
+    #[arg(long)]
+    pub alert: bool,
     /// Run only these checks (repeatable; default: every enabled check)
     #[arg(long = "check", value_enum, value_name = "CHECK")]
     pub checks: Vec<CheckKind>,
@@ -822,12 +827,157 @@ pub fn prometheus_text(results: &[CheckResult], now_unix: f64) -> String {
     out
 }
 
+/// What `health --alert` remembers between runs: per check, its state and, per
+/// channel, the last state successfully announced there. A channel that failed
+/// is retried on the next run; one that got the news is not told again.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AlertState {
+    checks: BTreeMap<String, CheckState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckState {
+    status: Status,
+    since: String,
+    announced: BTreeMap<String, Status>,
+}
+
+fn load_state(path: &Path) -> AlertState {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            log::warn!(
+                "{} is not a health state file ({e}); starting afresh",
+                path.display()
+            );
+            AlertState::default()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AlertState::default(),
+        Err(e) => {
+            log::warn!("cannot read {}: {e}; starting afresh", path.display());
+            AlertState::default()
+        }
+    }
+}
+
+/// One state change and what the channels said.
+#[derive(Debug, Serialize)]
+struct AlertSent {
+    check: String,
+    from: Status,
+    to: Status,
+    deliveries: Vec<Delivery>,
+}
+
+/// Sends an alert for each check whose state differs from what a channel was last told.
+fn alert_on_changes(
+    n: &Notifier,
+    state_file: &Path,
+    results: &[CheckResult],
+) -> Result<Vec<AlertSent>> {
+    let mut state = load_state(state_file);
+    let now = chrono::Utc::now().to_rfc3339();
+    let channels = n.channel_names();
+    let mut sent = Vec::new();
+    for r in results {
+        let entry = state
+            .checks
+            .entry(r.name.clone())
+            .or_insert_with(|| CheckState {
+                status: Status::Ok,
+                since: now.clone(),
+                announced: BTreeMap::new(),
+            });
+        let previous = entry.status;
+        if previous != r.status {
+            entry.status = r.status;
+            entry.since = now.clone();
+        }
+        let stale: Vec<&str> = channels
+            .iter()
+            .copied()
+            .filter(|c| entry.announced.get(*c).copied().unwrap_or(Status::Ok) != r.status)
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        let was = stale
+            .iter()
+            .map(|c| entry.announced.get(*c).copied().unwrap_or(Status::Ok))
+            .fold(Status::Ok, Status::worst);
+        let recovered = r.status == Status::Ok;
+        let ev = Event {
+            key: format!("health:{}", r.name),
+            severity: Severity::of(r.status),
+            resolve: recovered,
+            title: if recovered {
+                format!("{} recovered on {} (was {was})", r.name, n.host)
+            } else {
+                format!("{} {} on {}: {}", r.name, r.status, n.host, r.summary)
+            },
+            body: format!(
+                "{} is {} (was {was}) since {}\n{}",
+                r.name, r.status, entry.since, r.summary
+            ),
+            attachment: None,
+        };
+        let deliveries = n.send(&ev, Some(&stale));
+        for d in &deliveries {
+            if d.ok {
+                entry.announced.insert(d.channel.to_string(), r.status);
+                log::info!(
+                    "alert {} {was} -> {} sent via {}",
+                    r.name,
+                    r.status,
+                    d.channel
+                );
+            } else {
+                log::error!(
+                    "alert {} {was} -> {} via {} failed: {}",
+                    r.name,
+                    r.status,
+                    d.channel,
+                    d.detail
+                );
+            }
+        }
+        sent.push(AlertSent {
+            check: r.name.clone(),
+            from: was,
+            to: r.status,
+            deliveries,
+        });
+    }
+    let bytes = serde_json::to_vec_pretty(&state)?;
+    crate::atomic_file::write_replacing(state_file, &bytes, 0o600).with_context(|| {
+        format!(
+            "saving the alert state (health.state_file {})",
+            state_file.display()
+        )
+    })?;
+    Ok(sent)
+}
+
 pub fn run(ctx: &Ctx, args: HealthArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let started = Instant::now();
+    let notifier = if args.alert {
+        let n = Notifier::from_config(&cfg.alerts);
+        crate::notify::require_channel(&n, None)?;
+        Some(n)
+    } else {
+        None
+    };
     let results = run_checks(cfg, &args.checks);
     let status = overall(&results);
     let mut code = status.exit_code();
+    let mut alerts = Vec::new();
+    if let Some(n) = &notifier {
+        alerts = alert_on_changes(n, &cfg.health.state_file, &results)?;
+        if alerts.iter().any(|a| a.deliveries.iter().any(|d| !d.ok)) {
+            // A channel that could not be told is worth attention even when every check is OK.
+            code = code.worst(ExitCode::Warning);
+        }
+    }
     let mut prom_error = None;
     if let Some(p) = &args.prom_file {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
@@ -847,16 +997,34 @@ pub fn run(ctx: &Ctx, args: HealthArgs) -> Result<ExitCode> {
         "checks": results,
         "prom_file": args.prom_file,
         "prom_file_error": prom_error,
+        "alerts": alerts,
     });
     let format = if ctx.global.json {
         Format::Json
     } else {
         args.format
     };
-    let text = match format {
+    let mut text = match format {
         Format::Nagios => nagios_output(&results),
         _ => text_output(&results),
     };
+    for a in &alerts {
+        for d in &a.deliveries {
+            let _ = writeln!(
+                text,
+                "alert {} {} -> {} via {}: {}",
+                a.check,
+                a.from,
+                a.to,
+                d.channel,
+                if d.ok {
+                    format!("sent ({})", d.detail)
+                } else {
+                    format!("FAILED: {}", d.detail)
+                }
+            );
+        }
+    }
     match format {
         Format::Json => {
             let out = serde_json::to_string_pretty(&doc).unwrap_or_default();

@@ -11,6 +11,7 @@ mod config;
 mod examples;
 mod health;
 mod legacy;
+mod notify;
 mod restore;
 mod retention;
 mod s3;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod receiver;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
