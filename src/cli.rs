@@ -98,6 +98,11 @@ pub enum Command {
     DbRecover(commands::db_recover::DbRecoverArgs),
     /// Rotate the configured log sets without losing a line; compress in parallel; apply retention
     RotateLogs(commands::rotate_logs::RotateLogsArgs),
+    /// Check the application service, its HTTP health endpoint, the database, disks, memory and load (exit 0/1/2/3)
+    Health(commands::health::HealthArgs),
+    /// Alert channels (Slack, PagerDuty, email): send a test message
+    #[command(subcommand)]
+    Notify(commands::notify::NotifyCommand),
     /// Show or check the merged configuration
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -114,8 +119,28 @@ impl Command {
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
         match self {
             Command::RotateLogs(_) => Some(&["paths", "logs"]),
+            Command::Health(_) => Some(&["paths", "app", "health", "database", "alerts"]),
+            Command::Notify(_) => Some(&["paths", "alerts"]),
             _ => None,
         }
+    }
+
+    /// Whether a failed run is reported through the notifier when
+    /// `alerts.alert_on_failure` is set: mutating jobs only. Commands that alert
+    /// on their own (health, restart) and PostgreSQL's archive/restore commands
+    /// (retried by the server every few seconds) do not.
+    pub fn reports_failure(&self) -> bool {
+        !matches!(
+            self,
+            Command::Backups(commands::backups::BackupsCommand::List(_))
+                | Command::Health(_)
+                | Command::Notify(_)
+                | Command::WalPush(_)
+                | Command::WalFetch(_)
+                | Command::Config(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+        )
     }
 
     /// The job name: used for the log file and the lock file.
@@ -132,6 +157,8 @@ impl Command {
             Command::DisasterRecover(_) => "disaster-recover",
             Command::RotateLogs(_) => "rotate-logs",
             Command::WalFetch(_) => "wal-fetch",
+            Command::Health(_) => "health",
+            Command::Notify(_) => "notify",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",

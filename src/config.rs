@@ -53,6 +53,9 @@ pub struct Config {
     pub s3: S3Config,
     pub postgres: PostgresConfig,
     pub logs: LogsConfig,
+    pub app: AppConfig,
+    pub health: HealthConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,6 +276,334 @@ impl Default for PostgresConfig {
             os_user: "postgres".into(),
             start_timeout_secs: 300,
             recovery_timeout_secs: 3600,
+        }
+    }
+}
+
+/// The application as a service (`health`, `restart`, `diagnose`, `disaster-recover`):
+/// controlled through systemd, or through configured commands when `start_command` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// systemd unit of the application (used unless `start_command` is set).
+    pub service: String,
+    /// Without systemd (and in tests): a shell command that starts the application and returns.
+    pub start_command: Option<String>,
+    /// Shell command asking the application to stop (needed with `start_command`).
+    pub stop_command: Option<String>,
+    /// Shell command exiting 0 while the application runs (or use `pid_file`).
+    pub status_command: Option<String>,
+    /// File holding the main PID: the only process `restart` may SIGKILL (commands mode).
+    pub pid_file: Option<PathBuf>,
+    /// Deadline for one start command (systemctl start).
+    pub start_timeout_secs: u64,
+    /// Deadline for the stop, after which the main PID gets SIGKILL.
+    pub stop_timeout_secs: u64,
+    /// Deadline for the main PID to vanish after SIGKILL.
+    pub kill_timeout_secs: u64,
+    /// Deadline for one status query (systemctl is-active / status_command).
+    pub status_timeout_secs: u64,
+    /// The application's HTTP health endpoint.
+    pub health_url: String,
+    /// The status code a healthy application answers.
+    pub health_status: u16,
+    /// The body must contain this text.
+    pub health_body_contains: Option<String>,
+    /// The body must be JSON with this field (dotted path, e.g. "version" or "db.status").
+    pub health_json_field: Option<String>,
+    /// ...and the field must equal this value (compared as text).
+    pub health_json_value: Option<String>,
+    /// Deadline for one health request.
+    pub health_timeout_secs: u64,
+    /// `restart`: deadline for the application to become healthy after the start.
+    pub ready_timeout_secs: u64,
+    /// `restart` empties these directories (contents only; each must lie under a `cache_roots` entry).
+    pub cache_dirs: Vec<PathBuf>,
+    /// The only trees `restart` may delete anything in.
+    pub cache_roots: Vec<PathBuf>,
+    /// Application logs: `diagnose` takes the last lines of each.
+    pub log_files: Vec<PathBuf>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            service: "tuneton-app".into(),
+            start_command: None,
+            stop_command: None,
+            status_command: None,
+            pid_file: None,
+            start_timeout_secs: 60,
+            stop_timeout_secs: 30,
+            kill_timeout_secs: 10,
+            status_timeout_secs: 10,
+            health_url: "http://localhost:3000/health".into(),
+            health_status: 200,
+            health_body_contains: None,
+            health_json_field: None,
+            health_json_value: None,
+            health_timeout_secs: 5,
+            ready_timeout_secs: 120,
+            cache_dirs: vec!["/app/cache".into(), "/tmp/tuneton".into()],
+            cache_roots: vec!["/app/cache".into(), "/tmp/tuneton".into()],
+            log_files: vec![
+                "/var/log/tuneton/application.log".into(),
+                "/var/log/tuneton/error.log".into(),
+            ],
+        }
+    }
+}
+
+/// `health`: which checks run, each with its deadline and thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// `health --alert` remembers each check's last state here (to alert on changes only).
+    pub state_file: PathBuf,
+    pub service: ServiceCheckConfig,
+    pub http: TimedCheckConfig,
+    pub database: TimedCheckConfig,
+    pub disk: DiskCheckConfig,
+    pub memory: MemoryCheckConfig,
+    pub load: LoadCheckConfig,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            state_file: "/var/lib/tuneton/health-state.json".into(),
+            service: ServiceCheckConfig::default(),
+            http: TimedCheckConfig {
+                enabled: true,
+                timeout_secs: 5,
+                warn_ms: 1000,
+                crit_ms: 3000,
+            },
+            database: TimedCheckConfig {
+                enabled: true,
+                timeout_secs: 5,
+                warn_ms: 500,
+                crit_ms: 2000,
+            },
+            disk: DiskCheckConfig::default(),
+            memory: MemoryCheckConfig::default(),
+            load: LoadCheckConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceCheckConfig {
+    pub enabled: bool,
+    pub timeout_secs: u64,
+}
+
+impl Default for ServiceCheckConfig {
+    fn default() -> Self {
+        ServiceCheckConfig {
+            enabled: true,
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// A check measured in time (HTTP response, database connect).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimedCheckConfig {
+    pub enabled: bool,
+    /// No answer within this is CRITICAL.
+    pub timeout_secs: u64,
+    pub warn_ms: u64,
+    pub crit_ms: u64,
+}
+
+impl Default for TimedCheckConfig {
+    fn default() -> Self {
+        TimedCheckConfig {
+            enabled: true,
+            timeout_secs: 5,
+            warn_ms: 1000,
+            crit_ms: 3000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskCheckConfig {
+    pub enabled: bool,
+    /// Each path is checked on the filesystem that holds it.
+    pub paths: Vec<PathBuf>,
+    /// "80%": used share (of the space non-root users can have) at or above; "5GiB": available below.
+    pub warn: String,
+    pub crit: String,
+    /// "80%": inodes used at or above; "10000": free inodes below.
+    pub inodes_warn: String,
+    pub inodes_crit: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for DiskCheckConfig {
+    fn default() -> Self {
+        DiskCheckConfig {
+            enabled: true,
+            paths: vec!["/".into(), "/var/lib/postgresql".into(), "/backups".into()],
+            warn: "80%".into(),
+            crit: "90%".into(),
+            inodes_warn: "80%".into(),
+            inodes_crit: "90%".into(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryCheckConfig {
+    pub enabled: bool,
+    /// "85%": used share (MemTotal - MemAvailable) at or above; "512MiB": MemAvailable below.
+    pub warn: String,
+    pub crit: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for MemoryCheckConfig {
+    fn default() -> Self {
+        MemoryCheckConfig {
+            enabled: true,
+            warn: "85%".into(),
+            crit: "95%".into(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadCheckConfig {
+    pub enabled: bool,
+    /// Thresholds apply to the 5-minute load average divided by the number of cores.
+    pub per_core: bool,
+    pub warn: f64,
+    pub crit: f64,
+    pub timeout_secs: u64,
+}
+
+impl Default for LoadCheckConfig {
+    fn default() -> Self {
+        LoadCheckConfig {
+            enabled: true,
+            per_core: true,
+            warn: 2.0,
+            crit: 4.0,
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// Alert channels. A channel is in use when its required settings exist: Slack
+/// with a webhook URL, PagerDuty with a routing key, email with recipients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Every mutating command (backup, verify-backup, restore, ...) reports a failed run through the channels.
+    pub alert_on_failure: bool,
+    /// The host name in messages and PagerDuty's `source` (default: this host's name).
+    pub host_name: Option<String>,
+    /// Deadline for one request (HTTP, SMTP, sendmail).
+    pub request_timeout_secs: u64,
+    /// Transient failures (5xx, 429, timeouts, SMTP 4xx) are retried until this deadline.
+    pub retry_deadline_secs: u64,
+    pub slack: SlackConfig,
+    pub pagerduty: PagerDutyConfig,
+    pub email: EmailConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            alert_on_failure: false,
+            host_name: None,
+            request_timeout_secs: 10,
+            retry_deadline_secs: 60,
+            slack: SlackConfig::default(),
+            pagerduty: PagerDutyConfig::default(),
+            email: EmailConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    /// File holding the incoming-webhook URL (mode 0600 or refused); env SLACK_WEBHOOK_URL wins.
+    pub webhook_url_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub webhook_url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagerDutyConfig {
+    /// Events API v2 endpoint.
+    pub events_url: String,
+    /// File holding the integration's routing key (0600); env PAGERDUTY_ROUTING_KEY wins.
+    pub routing_key_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub routing_key: Option<Secret>,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        PagerDutyConfig {
+            events_url: "https://events.pagerduty.com/v2/enqueue".into(),
+            routing_key_file: None,
+            routing_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// SMTP to `smtp_host:smtp_port` (no TLS: a local or loopback relay).
+    Smtp,
+    /// The local MTA: `sendmail -i -t` with the message on stdin.
+    Sendmail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// Recipients; env EMAIL_RECIPIENTS (comma-separated) wins. Empty: no email.
+    pub to: Vec<String>,
+    pub from: String,
+    pub transport: EmailTransport,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// AUTH PLAIN user (only to a loopback smtp_host: this client speaks no TLS).
+    pub smtp_user: Option<String>,
+    /// File holding the SMTP password (0600); env SMTP_PASSWORD wins.
+    pub smtp_password_file: Option<PathBuf>,
+    pub sendmail_path: PathBuf,
+    #[serde(skip_deserializing)]
+    pub smtp_password: Option<Secret>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            to: Vec::new(),
+            from: "tuneton-ops@localhost".into(),
+            transport: EmailTransport::Smtp,
+            smtp_host: "localhost".into(),
+            smtp_port: 25,
+            smtp_user: None,
+            smtp_password_file: None,
+            sendmail_path: "/usr/sbin/sendmail".into(),
+            smtp_password: None,
         }
     }
 }
@@ -764,6 +1095,51 @@ impl Settings {
             config.s3.secret_access_key = Some(secret);
             sources.insert("s3.secret_access_key".into(), Source::File(p));
         }
+        let secret_from = |var: &'static str,
+                           file: &Option<PathBuf>,
+                           key: &'static str,
+                           sources: &mut BTreeMap<String, Source>|
+         -> Result<Option<Secret>> {
+            if let Some(v) = env(var) {
+                sources.insert(key.into(), Source::Env(var));
+                return Ok(Some(Secret::new(v)));
+            }
+            match file {
+                Some(p) => {
+                    let s = read_secret_file(p).with_context(|| format!("{key}_file"))?;
+                    sources.insert(key.into(), Source::File(p.clone()));
+                    Ok(Some(s))
+                }
+                None => Ok(None),
+            }
+        };
+        config.alerts.slack.webhook_url = secret_from(
+            "SLACK_WEBHOOK_URL",
+            &config.alerts.slack.webhook_url_file,
+            "alerts.slack.webhook_url",
+            &mut sources,
+        )?;
+        config.alerts.pagerduty.routing_key = secret_from(
+            "PAGERDUTY_ROUTING_KEY",
+            &config.alerts.pagerduty.routing_key_file,
+            "alerts.pagerduty.routing_key",
+            &mut sources,
+        )?;
+        config.alerts.email.smtp_password = secret_from(
+            "SMTP_PASSWORD",
+            &config.alerts.email.smtp_password_file,
+            "alerts.email.smtp_password",
+            &mut sources,
+        )?;
+        if let Some(v) = env("EMAIL_RECIPIENTS") {
+            config.alerts.email.to = v
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            sources.insert("alerts.email.to".into(), Source::Env("EMAIL_RECIPIENTS"));
+        }
         if let Some(r) = &global.repo {
             config.repository.path = r.clone();
             sources.insert("repository.path".into(), Source::Flag("--repo"));
@@ -924,6 +1300,9 @@ impl Settings {
             }
         }
         c.logs.validate(&mut problems);
+        problems.extend(validate_app(&c.app));
+        problems.extend(validate_health(&c.health));
+        problems.extend(validate_alerts(&c.alerts));
         let r = &c.retention;
         if r.enabled && r.keep_last + r.keep_daily + r.keep_weekly + r.keep_monthly == 0 {
             problems.push("retention: every keep_* is 0; at least one backup must be kept (or set enabled = false)".into());
@@ -964,6 +1343,218 @@ impl Settings {
         });
         out
     }
+}
+
+fn validate_app(a: &AppConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if a.start_command.is_some() {
+        if a.stop_command.is_none() {
+            problems.push("app.stop_command: must be set with app.start_command".into());
+        }
+        if a.status_command.is_none() && a.pid_file.is_none() {
+            problems.push(
+                "app.status_command: set it (or app.pid_file) with app.start_command, so the state can be known"
+                    .into(),
+            );
+        }
+    } else {
+        if a.service.trim().is_empty() {
+            problems
+                .push("app.service: must name a systemd unit (or set app.start_command)".into());
+        }
+        if a.stop_command.is_some() || a.status_command.is_some() {
+            problems.push(
+                "app.start_command: stop_command/status_command are set but start_command is not; set all of them or none"
+                    .into(),
+            );
+        }
+    }
+    if let Some(p) = &a.pid_file {
+        if !p.is_absolute() {
+            problems.push(format!(
+                "app.pid_file: must be an absolute path, got {:?}",
+                p.display().to_string()
+            ));
+        }
+    }
+    for (key, v) in [
+        ("start_timeout_secs", a.start_timeout_secs),
+        ("stop_timeout_secs", a.stop_timeout_secs),
+        ("kill_timeout_secs", a.kill_timeout_secs),
+        ("status_timeout_secs", a.status_timeout_secs),
+        ("health_timeout_secs", a.health_timeout_secs),
+        ("ready_timeout_secs", a.ready_timeout_secs),
+    ] {
+        if v == 0 {
+            problems.push(format!(
+                "app.{key}: must be at least 1 (every wait has a deadline)"
+            ));
+        }
+    }
+    if !(a.health_url.starts_with("http://") || a.health_url.starts_with("https://")) {
+        problems.push(format!(
+            "app.health_url: must start with http:// or https://, got {:?}",
+            a.health_url
+        ));
+    }
+    if !(100..=599).contains(&a.health_status) {
+        problems.push(format!(
+            "app.health_status: {} is not an HTTP status code",
+            a.health_status
+        ));
+    }
+    if a.health_json_value.is_some() && a.health_json_field.is_none() {
+        problems.push("app.health_json_value: needs app.health_json_field".into());
+    }
+    for (i, r) in a.cache_roots.iter().enumerate() {
+        if !r.is_absolute() {
+            problems.push(format!(
+                "app.cache_roots[{i}]: must be an absolute path, got {:?}",
+                r.display().to_string()
+            ));
+        } else if r.parent().is_none() {
+            problems.push(format!("app.cache_roots[{i}]: must not be /"));
+        }
+    }
+    for (i, d) in a.cache_dirs.iter().enumerate() {
+        if !d.is_absolute() {
+            problems.push(format!(
+                "app.cache_dirs[{i}]: must be an absolute path, got {:?}",
+                d.display().to_string()
+            ));
+        } else if d.parent().is_none() {
+            problems.push(format!("app.cache_dirs[{i}]: refusing to clear /"));
+        } else if !a.cache_roots.iter().any(|r| d.starts_with(r)) {
+            problems.push(format!(
+                "app.cache_dirs[{i}]: {} is not under any of app.cache_roots",
+                d.display()
+            ));
+        }
+    }
+    for (i, l) in a.log_files.iter().enumerate() {
+        if !l.is_absolute() {
+            problems.push(format!(
+                "app.log_files[{i}]: must be an absolute path, got {:?}",
+                l.display().to_string()
+            ));
+        }
+    }
+    problems
+}
+
+fn validate_health(h: &HealthConfig) -> Vec<String> {
+    use crate::checks::Threshold;
+    let mut problems = Vec::new();
+    if !h.state_file.is_absolute() {
+        problems.push(format!(
+            "health.state_file: must be an absolute path, got {:?}",
+            h.state_file.display().to_string()
+        ));
+    }
+    for (key, t) in [("http", &h.http), ("database", &h.database)] {
+        if t.warn_ms > t.crit_ms {
+            problems.push(format!(
+                "health.{key}.warn_ms ({}) must not exceed crit_ms ({})",
+                t.warn_ms, t.crit_ms
+            ));
+        }
+    }
+    for (key, v) in [
+        ("service", h.service.timeout_secs),
+        ("http", h.http.timeout_secs),
+        ("database", h.database.timeout_secs),
+        ("disk", h.disk.timeout_secs),
+        ("memory", h.memory.timeout_secs),
+        ("load", h.load.timeout_secs),
+    ] {
+        if v == 0 {
+            problems.push(format!(
+                "health.{key}.timeout_secs: must be at least 1 (every wait has a deadline)"
+            ));
+        }
+    }
+    for (key, text, bytes) in [
+        ("disk.warn", &h.disk.warn, true),
+        ("disk.crit", &h.disk.crit, true),
+        ("disk.inodes_warn", &h.disk.inodes_warn, false),
+        ("disk.inodes_crit", &h.disk.inodes_crit, false),
+        ("memory.warn", &h.memory.warn, true),
+        ("memory.crit", &h.memory.crit, true),
+    ] {
+        if let Err(e) = Threshold::parse(text, bytes) {
+            problems.push(format!("health.{key}: {e}"));
+        }
+    }
+    for (i, p) in h.disk.paths.iter().enumerate() {
+        if !p.is_absolute() {
+            problems.push(format!(
+                "health.disk.paths[{i}]: must be an absolute path, got {:?}",
+                p.display().to_string()
+            ));
+        }
+    }
+    if !(h.load.warn >= 0.0 && h.load.warn <= h.load.crit) {
+        problems.push(format!(
+            "health.load.warn ({}) must be between 0 and crit ({})",
+            h.load.warn, h.load.crit
+        ));
+    }
+    problems
+}
+
+fn validate_alerts(a: &AlertsConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if a.request_timeout_secs == 0 || a.retry_deadline_secs == 0 {
+        problems.push(
+            "alerts.request_timeout_secs / alerts.retry_deadline_secs: must be at least 1".into(),
+        );
+    }
+    if let Some(u) = &a.slack.webhook_url {
+        if !(u.expose().starts_with("https://") || u.expose().starts_with("http://")) {
+            // Never print the value: the URL is the secret.
+            problems.push("alerts.slack.webhook_url_file: the webhook URL must start with https:// (or http://)".into());
+        }
+    }
+    let pd = &a.pagerduty.events_url;
+    if !(pd.starts_with("https://") || pd.starts_with("http://")) {
+        problems.push(format!(
+            "alerts.pagerduty.events_url: must start with https:// or http://, got {pd:?}"
+        ));
+    }
+    let e = &a.email;
+    for (i, to) in e.to.iter().enumerate() {
+        if !to.contains('@') || to.contains(['\r', '\n', '<', '>']) {
+            problems.push(format!(
+                "alerts.email.to[{i}]: {to:?} is not an email address"
+            ));
+        }
+    }
+    if e.from.contains(['\r', '\n', '<', '>']) || !e.from.contains('@') {
+        problems.push(format!(
+            "alerts.email.from: {:?} is not an email address",
+            e.from
+        ));
+    }
+    if e.transport == EmailTransport::Smtp && !e.to.is_empty() {
+        if e.smtp_port == 0 {
+            problems.push("alerts.email.smtp_port: must be 1..65535".into());
+        }
+        if e.smtp_password.is_some() && e.smtp_user.is_none() {
+            problems.push("alerts.email.smtp_user: needed with an SMTP password".into());
+        }
+        let loopback = matches!(e.smtp_host.as_str(), "localhost" | "::1")
+            || e.smtp_host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if e.smtp_user.is_some() && !loopback {
+            problems.push(format!(
+                "alerts.email.smtp_user: this client speaks no TLS, so it sends a password only to a loopback relay, not {:?}; \
+                 relay through the local MTA (transport = \"sendmail\") instead",
+                e.smtp_host
+            ));
+        }
+    }
+    problems
 }
 
 /// The config section a validation problem is about: every problem starts with its key.

@@ -1,22 +1,27 @@
 //! `tuneton-ops`: parse, load settings, run one command, turn the outcome into an exit code.
 
 mod archive;
+mod atomic_file;
+mod checks;
 mod cli;
 mod commands;
 mod config;
 mod crypto;
 mod db;
 mod exit;
+mod http;
 mod joblog;
 mod lock;
 mod logs;
 mod manifest;
+mod notify;
 mod pgcluster;
 mod process;
 mod progress;
 mod repo;
 mod restorer;
 mod retention;
+mod service;
 mod stream;
 mod verify;
 

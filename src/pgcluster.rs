@@ -10,15 +10,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::PostgresConfig;
 use crate::exit::could_not_start;
-use crate::process::output_with_deadline;
+use crate::service::{Control, Service};
 
 pub struct PgCluster {
     pub data_dir: PathBuf,
     pub os_user: String,
-    service: Option<String>,
-    start_command: Option<String>,
-    stop_command: Option<String>,
-    pub timeout: Duration,
+    service: Service,
 }
 
 impl PgCluster {
@@ -26,60 +23,53 @@ impl PgCluster {
         let data_dir = c.data_dir.clone().ok_or_else(|| {
             could_not_start("postgres.data_dir is not set: pitr needs the server's data directory")
         })?;
-        if c.service.is_none() && (c.start_command.is_none() || c.stop_command.is_none()) {
-            return Err(could_not_start(
-                "set postgres.service (a systemd unit) or both postgres.start_command and postgres.stop_command",
-            ));
-        }
+        let control = match (&c.service, &c.start_command, &c.stop_command) {
+            (Some(unit), _, _) => Control::Systemd { unit: unit.clone() },
+            (None, Some(start), Some(stop)) => Control::Commands {
+                start: start.clone(),
+                stop: stop.clone(),
+                status: None,
+                // The postmaster's PID is the first line; its absence or a dead PID means stopped.
+                pid_file: Some(data_dir.join("postmaster.pid")),
+            },
+            _ => {
+                return Err(could_not_start(
+                    "set postgres.service (a systemd unit) or both postgres.start_command and postgres.stop_command",
+                ))
+            }
+        };
+        let timeout = Duration::from_secs(c.start_timeout_secs);
         Ok(PgCluster {
             data_dir,
             os_user: c.os_user.clone(),
-            service: c.service.clone(),
-            start_command: c.start_command.clone(),
-            stop_command: c.stop_command.clone(),
-            timeout: Duration::from_secs(c.start_timeout_secs),
+            service: Service {
+                label: "PostgreSQL".into(),
+                control,
+                start_timeout: timeout,
+                stop_timeout: timeout,
+                kill_timeout: Duration::from_secs(10),
+                status_timeout: Duration::from_secs(30),
+                // A SIGKILLed postmaster leaves its backends behind; never escalate.
+                escalate: false,
+            },
         })
     }
 
     /// How the server is controlled, for plans and messages.
     pub fn describe(&self) -> String {
-        match &self.service {
-            Some(s) => format!("systemctl (unit {s})"),
-            None => "postgres.start_command / stop_command".into(),
+        match &self.service.control {
+            Control::Systemd { unit } => format!("systemctl (unit {unit})"),
+            Control::Commands { .. } => "postgres.start_command / stop_command".into(),
         }
     }
 
+    /// Stops the server and waits (deadline postgres.start_timeout_secs) until it has.
     pub fn stop(&self) -> Result<()> {
-        self.run("stop", self.stop_command.as_deref())
+        self.service.stop().map(|_| ())
     }
 
     pub fn start(&self) -> Result<()> {
-        self.run("start", self.start_command.as_deref())
-    }
-
-    fn run(&self, verb: &str, command: Option<&str>) -> Result<()> {
-        let mut cmd = match (&self.service, command) {
-            (Some(unit), _) => {
-                let mut c = Command::new("systemctl");
-                c.arg(verb).arg(unit);
-                c
-            }
-            (None, Some(sh)) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(sh);
-                c
-            }
-            (None, None) => unreachable!("checked in from_config"),
-        };
-        let out = output_with_deadline(&mut cmd, self.timeout, &format!("PostgreSQL {verb}"))?;
-        if !out.status.success() {
-            bail!(
-                "PostgreSQL {verb} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        self.service.start()
     }
 
     /// Gives the data directory to the server's OS user, mode 0700 (tar extraction as root leaves it root's).

@@ -154,6 +154,53 @@ pub fn output_with_deadline(cmd: &mut Command, timeout: Duration, what: &str) ->
     })
 }
 
+/// Runs a command that may leave a daemon behind (a service's start or stop
+/// command) with a deadline. Its stdout and stderr go to anonymous temp files,
+/// not pipes: a backgrounded server inheriting a pipe would keep us waiting for
+/// an EOF until it exits. Only the command itself is waited for; at the deadline
+/// its process group is killed. Output is capped at 64 KiB per stream.
+pub fn output_detached_with_deadline(
+    cmd: &mut Command,
+    timeout: Duration,
+    what: &str,
+) -> Result<Output> {
+    use std::io::{Seek, SeekFrom};
+    let out = tempfile::tempfile().context("creating a temp file for command output")?;
+    let err = tempfile::tempfile().context("creating a temp file for command output")?;
+    let mut child = isolate(cmd)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(err.try_clone()?))
+        .spawn()
+        .with_context(|| format!("cannot start {what}"))?;
+    let dog = Watchdog::for_group(child.id(), timeout);
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {what}"))?;
+    let fired = dog.fired();
+    drop(dog);
+    if fired {
+        anyhow::bail!(
+            "{what} did not finish within {}s and was killed",
+            timeout.as_secs()
+        );
+    }
+    let read_capped = |mut f: std::fs::File| -> Vec<u8> {
+        const KEEP: u64 = 64 * 1024;
+        let len = f.seek(SeekFrom::End(0)).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(KEEP)));
+        let mut v = Vec::new();
+        let _ = f.take(KEEP).read_to_end(&mut v);
+        v
+    };
+    Ok(Output {
+        status,
+        stdout: read_capped(out),
+        stderr: read_capped(err),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +253,23 @@ mod tests {
             libc::close(fds[0]);
             libc::close(fds[1]);
         }
+    }
+
+    #[test]
+    fn a_backgrounded_daemon_does_not_hold_us() {
+        let started = std::time::Instant::now();
+        let out = output_detached_with_deadline(
+            Command::new("sh").args(["-c", "sleep 5 & echo started; echo warn >&2"]),
+            Duration::from_secs(4),
+            "start command",
+        )
+        .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "warn");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "waited for the daemon"
+        );
     }
 }

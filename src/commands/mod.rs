@@ -8,6 +8,8 @@ pub mod completions;
 pub mod config;
 pub mod db_recover;
 pub mod disaster_recover;
+pub mod health;
+pub mod notify;
 pub mod pitr;
 pub mod restore;
 pub mod rotate_logs;
@@ -79,8 +81,14 @@ pub fn run(cli: Cli) -> ExitCode {
     crate::progress::init(global.quiet, global.no_progress, global.json);
     let job = cli.command.job_name();
     let wal_fetch = matches!(cli.command, Command::WalFetch(_));
+    let report_failure = cli.command.reports_failure();
     match dispatch(cli) {
-        Ok(code) => code,
+        Ok(code) => {
+            if report_failure && code >= ExitCode::Failed {
+                crate::notify::report_failed_run(&global, job, code.code(), None);
+            }
+            code
+        }
         Err(err) => {
             // restore_command: a config or start-up error must stop recovery, not end it.
             let code = if wal_fetch {
@@ -95,6 +103,14 @@ pub fn run(cli: Cli) -> ExitCode {
                     std::io::stdout(),
                     "{}",
                     serde_json::to_string_pretty(&doc).unwrap_or_default()
+                );
+            }
+            if report_failure {
+                crate::notify::report_failed_run(
+                    &global,
+                    job,
+                    code.code(),
+                    Some(&format!("{err:#}")),
                 );
             }
             code
@@ -126,7 +142,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     let mutating = !matches!(
         cli.command,
         Command::Backups(backups::BackupsCommand::List(_))
-    );
+            | Command::Health(_)
+            | Command::Notify(_)
+    ) || matches!(&cli.command, Command::Health(a) if a.alert);
     // wal-fetch only writes the file PostgreSQL asked for: no lock to contend on.
     let locked = mutating && !matches!(cli.command, Command::WalFetch(_));
     if mutating {
@@ -165,6 +183,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::DisasterRecover(args) => disaster_recover::run(&ctx, args),
         Command::RotateLogs(args) => rotate_logs::run(&ctx, args),
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
+        Command::Health(args) => health::run(&ctx, args),
+        Command::Notify(cmd) => notify::run(&ctx, cmd),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

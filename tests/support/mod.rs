@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+pub mod receiver;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,391 @@
+//! A small HTTP client with deadlines (attohttpc, already in the tree through
+//! rust-s3), the application's health expectation, and `wait_for_health`
+//! (poll with backoff until healthy or the deadline: never a fixed sleep).
+//!
+//! URLs given to this module may carry secrets (a Slack webhook's path is its
+//! token): errors name only the scheme and host (`Target::describe`), never the
+//! full URL.
+
+// Used by `health`, `restart` and `diagnose` (following commits) and `disaster-recover`.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+
+use crate::config::AppConfig;
+
+/// Largest body we keep from a response.
+const MAX_BODY: u64 = 1024 * 1024;
+
+/// One HTTP response, with the body capped at 1 MiB.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `scheme://host[:port]` of a URL, safe to print (no path, query or credentials).
+pub fn describe_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        }
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+/// A request body.
+pub enum Body<'a> {
+    None,
+    Json(&'a serde_json::Value),
+}
+
+/// Whether the request may go through the environment's HTTP proxy
+/// (`http_proxy`/`https_proxy`/`no_proxy`): yes for outside services (Slack,
+/// PagerDuty), no for the application's own endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    FromEnv,
+    Direct,
+}
+
+/// One request with a deadline covering connect, send and the whole response.
+pub fn request(
+    method: &str,
+    url: &str,
+    body: Body<'_>,
+    timeout: Duration,
+    proxy: Proxy,
+) -> Result<Response> {
+    use std::io::Read;
+    let started = Instant::now();
+    let method = attohttpc::Method::from_bytes(method.as_bytes())
+        .map_err(|_| anyhow!("bad HTTP method {method}"))?;
+    let builder = attohttpc::RequestBuilder::try_new(method, url)
+        .map_err(|e| anyhow!("{}: not a usable URL: {}", describe_url(url), kind_of(&e)))?
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .timeout(timeout)
+        .follow_redirects(false)
+        .header(
+            "User-Agent",
+            concat!("tuneton-ops/", env!("CARGO_PKG_VERSION")),
+        );
+    let builder = match proxy {
+        Proxy::FromEnv => builder,
+        Proxy::Direct => builder.proxy_settings(attohttpc::ProxySettings::builder().build()),
+    };
+    let result = match body {
+        Body::None => builder.send(),
+        Body::Json(v) => builder
+            .header("Content-Type", "application/json")
+            .bytes(serde_json::to_vec(v)?)
+            .send(),
+    };
+    let resp = result.map_err(|e| {
+        anyhow!(
+            "{}: {} after {}ms",
+            describe_url(url),
+            kind_of(&e),
+            started.elapsed().as_millis()
+        )
+    })?;
+    let (status, headers, reader) = resp.split();
+    let headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    reader
+        .take(MAX_BODY)
+        .read_to_end(&mut body)
+        .map_err(|e| anyhow!("{}: reading the response: {e}", describe_url(url)))?;
+    Ok(Response {
+        status: status.as_u16(),
+        headers,
+        body,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// attohttpc's error without anything that could echo the URL back.
+fn kind_of(e: &attohttpc::Error) -> String {
+    use attohttpc::ErrorKind as K;
+    match e.kind() {
+        K::Io(io)
+            if io.kind() == std::io::ErrorKind::TimedOut
+                || io.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            "timed out".into()
+        }
+        K::Io(io) => format!("{io}"),
+        K::ConnectNotSupported | K::ConnectError { .. } => "proxy connect failed".into(),
+        K::InvalidBaseUrl | K::InvalidUrlHost | K::InvalidUrlPort => "invalid URL".into(),
+        K::InvalidResponse(r) => format!("invalid response: {r:?}"),
+        K::TooManyRedirections => "too many redirections".into(),
+        K::Tls(t) => format!("TLS: {t}"),
+        K::StatusCode(s) => format!("HTTP {s}"),
+        other => format!("{other:?}")
+            .split('(')
+            .next()
+            .unwrap_or("error")
+            .to_string(),
+    }
+}
+
+/// What a healthy answer looks like.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthExpect {
+    pub status: u16,
+    pub body_contains: Option<String>,
+    /// Dotted path into a JSON body ("version", "db.status").
+    pub json_field: Option<String>,
+    pub json_value: Option<String>,
+}
+
+impl HealthExpect {
+    pub fn from_app_config(a: &AppConfig) -> HealthExpect {
+        HealthExpect {
+            status: a.health_status,
+            body_contains: a.health_body_contains.clone(),
+            json_field: a.health_json_field.clone(),
+            json_value: a.health_json_value.clone(),
+        }
+    }
+
+    /// `Ok(field value, if a field was asked for)` when the response is healthy, else why not.
+    pub fn check(&self, r: &Response) -> std::result::Result<Option<String>, String> {
+        if r.status != self.status {
+            let snippet: String = r.text().chars().take(200).collect();
+            return Err(format!(
+                "HTTP {} (expected {}){}",
+                r.status,
+                self.status,
+                if snippet.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", snippet.trim())
+                }
+            ));
+        }
+        if let Some(want) = &self.body_contains {
+            if !r.text().contains(want.as_str()) {
+                return Err(format!("body does not contain {want:?}"));
+            }
+        }
+        let Some(field) = &self.json_field else {
+            return Ok(None);
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&r.body)
+            .map_err(|e| format!("body is not JSON ({e}), expected field {field:?}"))?;
+        let mut v = &doc;
+        for part in field.split('.') {
+            v = v
+                .get(part)
+                .ok_or_else(|| format!("JSON field {field:?} is missing"))?;
+        }
+        let got = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if let Some(want) = &self.json_value {
+            if &got != want {
+                return Err(format!(
+                    "JSON field {field:?} is {got:?}, expected {want:?}"
+                ));
+            }
+        }
+        Ok(Some(got))
+    }
+}
+
+/// One health probe's outcome.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Healthy {
+        resp: Response,
+        field: Option<String>,
+    },
+    /// It answered, but not as expected.
+    Unhealthy { resp: Response, reason: String },
+    /// No answer (refused, timed out, reset).
+    Unreachable(String),
+}
+
+impl Probe {
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Probe::Healthy { .. })
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Healthy { resp, field } => match field {
+                Some(f) => format!(
+                    "HTTP {} in {}ms ({f})",
+                    resp.status,
+                    resp.elapsed.as_millis()
+                ),
+                None => format!("HTTP {} in {}ms", resp.status, resp.elapsed.as_millis()),
+            },
+            Probe::Unhealthy { resp, reason } => {
+                format!("{reason} ({}ms)", resp.elapsed.as_millis())
+            }
+            Probe::Unreachable(e) => e.clone(),
+        }
+    }
+}
+
+/// GETs the health URL once.
+pub fn probe(url: &str, expect: &HealthExpect, timeout: Duration) -> Probe {
+    match request("GET", url, Body::None, timeout, Proxy::Direct) {
+        Err(e) => Probe::Unreachable(format!("{e:#}")),
+        Ok(resp) => match expect.check(&resp) {
+            Ok(field) => Probe::Healthy { resp, field },
+            Err(reason) => Probe::Unhealthy { resp, reason },
+        },
+    }
+}
+
+/// The result of waiting for health.
+#[derive(Debug, Clone)]
+pub struct HealthWait {
+    pub attempts: u32,
+    pub elapsed: Duration,
+    pub last: Probe,
+}
+
+/// Polls the health URL with exponential backoff (50 ms doubling to 2 s), each
+/// request bounded by `per_request` and by what is left of `deadline`, until
+/// it is healthy (Ok) or the deadline passes (Err naming the last answer).
+pub fn wait_for_health(
+    url: &str,
+    expect: &HealthExpect,
+    per_request: Duration,
+    deadline: Instant,
+) -> Result<HealthWait> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut attempts = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = per_request.min(left).max(Duration::from_millis(100));
+        attempts += 1;
+        let last = probe(url, expect, timeout);
+        if last.is_healthy() {
+            return Ok(HealthWait {
+                attempts,
+                elapsed: started.elapsed(),
+                last,
+            });
+        }
+        let now = Instant::now();
+        if now + delay >= deadline {
+            bail!(
+                "{} not healthy after {attempts} attempts over {:.1}s: {}",
+                describe_url(url),
+                started.elapsed().as_secs_f64(),
+                last.describe()
+            );
+        }
+        log::debug!(
+            "health: {} (attempt {attempts}); next in {}ms",
+            last.describe(),
+            delay.as_millis()
+        );
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Parses a Retry-After header: delta seconds (an HTTP date is treated as 1 s; we cap waits anyway).
+pub fn retry_after(r: &Response) -> Option<Duration> {
+    let v = r.header("Retry-After")?.trim();
+    match v.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => chrono::DateTime::parse_from_rfc2822(v)
+            .ok()
+            .map(|t| {
+                let secs = (t.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64;
+                Duration::from_secs(secs)
+            })
+            .or(Some(Duration::from_secs(1))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("retry-after".into(), "3".into())],
+            body: body.as_bytes().to_vec(),
+            elapsed: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn expectations_check_status_body_and_json_field() {
+        let mut e = HealthExpect {
+            status: 200,
+            body_contains: None,
+            json_field: Some("build.version".into()),
+            json_value: Some("1.4.2".into()),
+        };
+        let ok = resp(200, r#"{"status":"ok","build":{"version":"1.4.2"}}"#);
+        assert_eq!(e.check(&ok), Ok(Some("1.4.2".into())));
+        let old = resp(200, r#"{"build":{"version":"1.4.1"}}"#);
+        assert!(e.check(&old).unwrap_err().contains("1.4.1"));
+        assert!(e
+            .check(&resp(503, "down"))
+            .unwrap_err()
+            .contains("HTTP 503"));
+        e.json_field = None;
+        e.body_contains = Some("ok".into());
+        assert!(e.check(&resp(200, "fine")).is_err());
+        assert_eq!(e.check(&resp(200, "ok")), Ok(None));
+    }
+
+    #[test]
+    fn urls_are_described_without_path_or_credentials() {
+        assert_eq!(
+            describe_url("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
+            "https://hooks.slack.com"
+        );
+        assert_eq!(
+            describe_url("http://user:pw@127.0.0.1:8080/health?token=x"),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        assert_eq!(retry_after(&resp(429, "")), Some(Duration::from_secs(3)));
+    }
+}
