@@ -232,6 +232,7 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l skip-db -d 'Leave the database alone'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l skip-app -d 'Leave the application directory alone'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l skip-config -d 'Leave the config directory alone'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l no-start -d 'Do not start the application afterwards'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -s q -l quiet -d 'Only errors on stderr'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -s v -l verbose -d 'More detail on stderr'

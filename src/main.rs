@@ -1,5 +1,6 @@
 //! `tuneton-ops`: parse, load settings, run one command, turn the outcome into an exit code.
 
+mod appctl;
 mod archive;
 mod atomic_file;
 mod checks;

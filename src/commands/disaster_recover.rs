@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::restore::{rows_table, DbRestorePlan, DirRestorePlan};
 use super::Ctx;
+use crate::appctl::AppControl;
 use crate::crypto::Crypto;
 use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
@@ -43,6 +44,9 @@ pub struct DisasterRecoverArgs {
     /// Parallel pg_restore jobs
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub jobs: u32,
+    /// Do not start the application afterwards
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 /// One backup to bring back and where it goes.
@@ -137,7 +141,25 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
         ));
     }
 
-    let actions: Vec<String> = steps.iter().map(|s| s.describe(&pg)).collect();
+    let app = AppControl::from_config(&cfg.app);
+    let mut actions: Vec<String> = Vec::new();
+    if let Some(a) = &app {
+        actions.push(format!("stop {} if it runs", a.describe()));
+    }
+    actions.extend(steps.iter().map(|s| s.describe(&pg)));
+    match (&app, args.no_start) {
+        (Some(a), false) => actions.push(format!(
+            "start {} and wait for {} (app.ready_timeout_secs = {})",
+            a.describe(),
+            a.health_url(),
+            cfg.app.ready_timeout_secs
+        )),
+        (None, false) => actions.push(
+            "leave the application to you: nothing manages it here (no app.start_command, no systemd)"
+                .into(),
+        ),
+        (_, true) => actions.push("leave the application stopped (--no-start)".into()),
+    }
     let fetch: Vec<serde_json::Value> = steps
         .iter()
         .map(|s| {
@@ -193,6 +215,9 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
         no_owner: false,
         scratch_dir: cfg.paths.scratch_dir.clone(),
     };
+    if let Some(a) = &app {
+        a.stop_if_running()?;
+    }
     let mut text = format!("disaster recovery from {location}\n");
     let mut report = Vec::new();
     for s in &steps {
@@ -227,9 +252,32 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
         "disaster recovery from {location}: {} backups restored",
         steps.len()
     );
+    let mut health = serde_json::Value::Null;
+    let mut failure = None;
+    if let (Some(a), false) = (&app, args.no_start) {
+        match a.start_and_wait() {
+            Ok(w) => {
+                text.push_str(&format!(
+                    "the application is healthy ({} after {:.1}s)\n",
+                    a.health_url(),
+                    w.elapsed.as_secs_f64()
+                ));
+                health = json!({"healthy": true, "url": a.health_url(), "seconds": w.elapsed.as_secs_f64()});
+            }
+            Err(e) => {
+                text.push_str(&format!("the application is NOT healthy: {e:#}\n"));
+                health =
+                    json!({"healthy": false, "url": a.health_url(), "error": format!("{e:#}")});
+                failure = Some(e);
+            }
+        }
+    }
     ctx.emit(
-        &json!({"ok": true, "repository": location, "restored": report}),
+        &json!({"ok": failure.is_none(), "repository": location, "restored": report, "application": health}),
         &text,
     );
-    Ok(ExitCode::Success)
+    match failure {
+        Some(e) => Err(e.context("the backups were restored, but the application did not come up")),
+        None => Ok(ExitCode::Success),
+    }
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::s3::s3_only;
+use crate::support::app::AppStub;
 use crate::support::s3::S3Server;
 use crate::support::*;
 
@@ -53,6 +54,11 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
     // The new host: its config, the passphrase, an empty database, no app or config dirs.
     let dst = TestEnv::empty("dr_target");
     s3_only(&dst, &s3, "");
+    // The application on the new host: started through [app] commands, healthy once /health answers.
+    let app = AppStub::new(&dst.root().join("run-app"));
+    let mut text = std::fs::read_to_string(&dst.config_path).unwrap();
+    text.push_str(&app.app_config("ready_timeout_secs = 20"));
+    std::fs::write(&dst.config_path, text).unwrap();
     std::fs::remove_dir_all(dst.root().join("app")).unwrap();
     std::fs::remove_dir_all(dst.root().join("etc")).unwrap();
 
@@ -67,10 +73,24 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
         .collect();
     assert_eq!(fetched.len(), 3, "{plan}");
     assert_eq!(fetched[0], db_id, "the newest *verified* db backup: {plan}");
-    assert!(plan["actions"][1]
-        .as_str()
+    let actions: Vec<&str> = plan["actions"]
+        .as_array()
         .unwrap()
-        .contains(&dst.root().join("app").display().to_string()));
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        actions[0].starts_with("stop the application"),
+        "{actions:?}"
+    );
+    assert!(
+        actions[2].contains(&dst.root().join("app").display().to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions[4].contains(&app.url()) && actions[4].starts_with("start"),
+        "{actions:?}"
+    );
     assert!(!dst.root().join("app").exists(), "dry run changed nothing");
     assert_eq!(count(&dst.db, "pg_class WHERE relname = 'tracks'"), 0);
 
@@ -81,7 +101,10 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
 
     let r = dst.run(&["--json", "--yes", "disaster-recover"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
-    assert_eq!(r.json()["restored"].as_array().unwrap().len(), 3);
+    let report = r.json();
+    assert_eq!(report["restored"].as_array().unwrap().len(), 3);
+    assert_eq!(report["application"]["healthy"], true, "{report}");
+    assert!(app.pid().is_some_and(crate::support::app::process_alive));
     assert_eq!(count(&dst.db, "tracks"), tracks);
     assert_eq!(
         count(&dst.db, "users"),
@@ -101,6 +124,21 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
     let r = dst.run(&["--yes", "disaster-recover"]);
     assert_eq!(r.code(), 3, "{}", r.stderr());
     assert!(r.stderr().contains("--clean"), "{}", r.stderr());
+    let r = dst.run(&[
+        "--yes",
+        "disaster-recover",
+        "--skip-db",
+        "--skip-app",
+        "--skip-config",
+    ]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    // Stop the stub this test started.
+    if let Some(pid) = app.pid() {
+        // SAFETY: kill(2) on the stub's own PID, read from its PID file.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
 }
 
 #[test]
