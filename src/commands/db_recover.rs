@@ -14,7 +14,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::pitr::{Recovery, Target, TargetAction};
+use super::restore::DbRestorePlan;
 use super::Ctx;
+use crate::appctl::AppControl;
 use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
 use crate::manifest::BackupKind;
@@ -176,6 +178,9 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
     }
 
     // Restore: a verified base backup replayed to the end of the archive, else the newest verified dump.
+    // The application is stopped first (it must not write into a half-restored
+    // database) and started again afterwards, when something manages it here.
+    let app = AppControl::from_config(&cfg.app);
     let repo = repo::for_reading(cfg, ctx.global.from)?;
     let (entries, _) = repo.list()?;
     let base = entries
@@ -187,7 +192,9 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
         Some(base) => {
             ctx.confirm(&format!("Corruption found. Replace {} with base backup {} replayed to the end of the archive?", cluster.data_dir.display(), base.id))?;
             let recovery = Recovery::plan(ctx, &cluster, base, Target::End, TargetAction::Promote)?;
+            let app_stopped = stop_app(&app)?;
             let outcome = recovery.execute(ctx, repo.as_ref(), &cluster)?;
+            let health = start_app(&app, app_stopped)?;
             let text = format!(
                 "corruption found ({}); recovered from base backup {} and the archived WAL; damaged data directory kept at {}",
                 findings.join("; "),
@@ -195,7 +202,7 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
                 outcome.aside.display()
             );
             log::info!("{text}");
-            ctx.emit(&json!({"ok": true, "corruption": true, "findings": findings, "recovered_from": recovery.base.id, "previous_data_dir": outcome.aside}), &text);
+            ctx.emit(&json!({"ok": true, "corruption": true, "findings": findings, "recovered_from": recovery.base.id, "previous_data_dir": outcome.aside, "application": health}), &text);
             Ok(ExitCode::Success)
         }
         None => {
@@ -214,36 +221,16 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
             let crypto = crate::crypto::Crypto::for_decrypt(&cfg.encryption)?;
             let pg = PgTarget::from_config(&cfg.database);
             crate::verify::check_before_restore(&dump, repo.as_ref(), &crypto, &pg)?;
+            let plan = DbRestorePlan::new(&pg, &cfg.database.name, true)?;
             let opts = crate::restorer::DbRestoreOptions {
                 clean: true,
                 jobs: 1,
                 no_owner: false,
                 scratch_dir: cfg.paths.scratch_dir.clone(),
             };
-            crate::restorer::restore_db(
-                &dump,
-                repo.as_ref(),
-                &crypto,
-                &pg,
-                &cfg.database.name,
-                &opts,
-            )?;
-            let expected = dump
-                .manifest
-                .as_ref()
-                .and_then(|m| m.database.as_ref())
-                .map(|d| &d.tables);
-            let rows = crate::restorer::compare_rows(&pg, &cfg.database.name, expected)?;
-            let bad: Vec<_> = rows
-                .iter()
-                .filter(|r| expected.is_some() && !r.matches())
-                .collect();
-            if !bad.is_empty() {
-                anyhow::bail!(
-                    "{} table(s) differ from the dump's manifest after the restore",
-                    bad.len()
-                );
-            }
+            let app_stopped = stop_app(&app)?;
+            let rows = plan.execute(&dump, repo.as_ref(), &crypto, &pg, &opts)?;
+            let health = start_app(&app, app_stopped)?;
             let text = format!(
                 "corruption found ({}); restored verified dump {} into {}",
                 findings.join("; "),
@@ -251,8 +238,35 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
                 cfg.database.name
             );
             log::info!("{text}");
-            ctx.emit(&json!({"ok": true, "corruption": true, "findings": findings, "recovered_from": dump.id, "tables": rows}), &text);
+            ctx.emit(&json!({"ok": true, "corruption": true, "findings": findings, "recovered_from": dump.id, "tables": rows, "application": health}), &text);
             Ok(ExitCode::Success)
         }
     }
+}
+
+/// Stops the application when something manages it and it runs; returns whether it did.
+pub(crate) fn stop_app(app: &Option<AppControl>) -> Result<bool> {
+    match app {
+        Some(a) => a.stop_if_running(),
+        None => Ok(false),
+    }
+}
+
+/// Starts the application again (when managed) and waits for its health
+/// endpoint; the JSON for the report. Not healthy in time: an error (exit 2).
+pub(crate) fn start_app(app: &Option<AppControl>, was_stopped: bool) -> Result<serde_json::Value> {
+    let Some(a) = app else {
+        return Ok(serde_json::Value::Null);
+    };
+    let w = a.start_and_wait().with_context(|| {
+        format!(
+            "the database was recovered, but the application {}",
+            if was_stopped {
+                "did not come back"
+            } else {
+                "did not come up"
+            }
+        )
+    })?;
+    Ok(json!({"healthy": true, "url": a.health_url(), "seconds": w.elapsed.as_secs_f64()}))
 }

@@ -15,6 +15,7 @@ use clap::{ArgGroup, Args, ValueEnum};
 use serde_json::json;
 
 use super::Ctx;
+use crate::appctl::AppControl;
 use crate::crypto::Crypto;
 use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
@@ -256,11 +257,24 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
         .collect();
     let base = choose_base(&bases, &target, args.base.as_deref())?.clone();
     let recovery = Recovery::plan(ctx, &cluster, base, target, args.action)?;
-    let plan = recovery.steps(
+    let mut plan = recovery.steps(
         &cluster,
         repo.location(),
         cfg.postgres.recovery_timeout_secs,
     );
+    // The application must not write into the server while it is replaced; it
+    // comes back only on a promoted server (paused or shut down: the operator decides).
+    let app = AppControl::from_config(&cfg.app);
+    if let Some(a) = &app {
+        plan.insert(0, format!("stop {} if it runs", a.describe()));
+        if args.action == TargetAction::Promote {
+            plan.push(format!(
+                "start {} and wait for {}",
+                a.describe(),
+                a.health_url()
+            ));
+        }
+    }
     if ctx.global.dry_run {
         let text = plan
             .iter()
@@ -279,7 +293,16 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
         cluster.data_dir.display(),
         recovery.base.id
     ))?;
+    let app_stopped = super::db_recover::stop_app(&app)?;
     let outcome = recovery.execute(ctx, repo.as_ref(), &cluster)?;
+    let health = if args.action == TargetAction::Promote {
+        super::db_recover::start_app(&app, app_stopped)?
+    } else {
+        if app.is_some() {
+            log::warn!("the application stays stopped: recovery ended with --action {:?}; start it after promoting the server", args.action);
+        }
+        serde_json::Value::Null
+    };
     let text = format!(
         "recovered from base backup {} to {}; last replayed commit: {}; previous data directory kept at {}",
         recovery.base.id,
@@ -290,7 +313,8 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
     log::info!("{text}");
     ctx.emit(
         &json!({"ok": true, "base": recovery.base.id, "last_replayed_commit": outcome.last_replayed,
-                "previous_data_dir": outcome.aside, "action": format!("{:?}", args.action).to_lowercase()}),
+                "previous_data_dir": outcome.aside, "action": format!("{:?}", args.action).to_lowercase(),
+                "application": health}),
         &text,
     );
     Ok(ExitCode::Success)

@@ -132,13 +132,6 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
         "--skip-config",
     ]);
     assert_eq!(r.code(), 3, "{}", r.stderr());
-    // Stop the stub this test started.
-    if let Some(pid) = app.pid() {
-        // SAFETY: kill(2) on the stub's own PID, read from its PID file.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
-    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::app::{process_alive, AppStub};
 use crate::support::*;
 
 /// A cluster of its own, archiving through our binary (runs as `postgres`).
@@ -536,6 +537,9 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
     for d in ["log", "run", "backups/wal"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    // The application, running while the corruption is found: stopped for the
+    // recovery (it must not write into a half-restored server), healthy after.
+    let mut app = AppStub::new(&root);
     chown_postgres(&root);
     let pg = ArchivingCluster::start(&env, &data);
     let (start_cmd, stop_cmd) = pg.control_commands();
@@ -546,14 +550,17 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
     std::fs::write(
         &env.config_path,
         format!(
-            "{text}\n[postgres]\ndata_dir = \"{}\"\nstart_command = \"{}\"\nstop_command = \"{}\"\nrecovery_timeout_secs = 60\n",
+            "{text}\n[postgres]\ndata_dir = \"{}\"\nstart_command = \"{}\"\nstop_command = \"{}\"\nrecovery_timeout_secs = 60\n\n{}",
             data.display(),
             start_cmd.replace('"', "\\\""),
-            stop_cmd.replace('"', "\\\"")
+            stop_cmd.replace('"', "\\\""),
+            app.app_config("ready_timeout_secs = 20")
         ),
     )
     .unwrap();
     chown_postgres(&root);
+    app.spawn();
+    let app_pid = app.pid().unwrap();
 
     pg.psql("CREATE TABLE ledger (id int PRIMARY KEY, amount numeric)");
     pg.psql("INSERT INTO ledger SELECT g, g * 1.5 FROM generate_series(1, 5000) g");
@@ -606,6 +613,14 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
     let r = env.run(&["--yes", "--json", "db-recover"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert_eq!(r.json()["recovered_from"], base_id.as_str());
+    assert_eq!(r.json()["application"]["healthy"], true, "{}", r.stdout());
+    assert!(
+        !process_alive(app_pid),
+        "the application was stopped for the recovery"
+    );
+    let new_pid = app.pid().unwrap();
+    assert_ne!(new_pid, app_pid);
+    assert!(process_alive(new_pid), "and started again");
     // Base backup + every archived WAL: all 6000 rows, readable, writable.
     assert_eq!(
         pg.psql("SELECT count(*), sum(amount) FROM ledger"),
