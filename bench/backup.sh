@@ -7,8 +7,10 @@
 #   BENCH_SMALL=1 bench/backup.sh      # quick try: ~20 MB and ~60 MB
 #   BENCH_SIZES="150 500" bench/backup.sh
 #   BENCH_REPEAT=3 bench/backup.sh     # median of 3 runs per measurement (default 1)
-#   BENCH_OUT=/tmp/r.md bench/backup.sh  # write the results elsewhere (default bench/RESULTS.md)
+#   BENCH_OUT=/tmp/r.md bench/backup.sh  # put the section in another file (default bench/RESULTS.md)
 #
+# Writes (or replaces) its own section of the results file, between
+# <!-- bench:backup --> markers; the other benchmarks' sections are kept.
 # Runs as root (PostgreSQL runs as postgres via runuser). Everything it creates
 # lives in one temp directory that is removed on exit, with the cluster stopped.
 # Runs sequentially: measurements never overlap.
@@ -16,8 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BENCH_DIR="$ROOT/bench"
-PGBIN=/usr/lib/postgresql/15/bin
-BIN="$ROOT/target/release/tuneton-ops"
+. "$BENCH_DIR/lib.sh"
 REPEAT=${BENCH_REPEAT:-1}
 OUT=${BENCH_OUT:-$BENCH_DIR/RESULTS.md}
 if [ -n "${BENCH_SIZES:-}" ]; then
@@ -28,24 +29,21 @@ else
   SIZES=(100 400)
 fi
 # gen.sql makes about this many MB of database per unit of :scale (calibrated here).
-MB_PER_UNIT=${BENCH_MB_PER_UNIT:-1.0}
+MB_PER_UNIT=${BENCH_MB_PER_UNIT:-0.91}
 
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 3; }
-for t in /usr/bin/time pg_dump psql pg_restore gpg gpgconf gzip python3 "$PGBIN/initdb" "$PGBIN/pg_ctl"; do
+for t in /usr/bin/time pg_dump psql pg_restore gpg gpgconf gzip zstd python3 "$PGBIN/initdb" "$PGBIN/pg_ctl"; do
   command -v "$t" >/dev/null || { echo "bench: missing $t" >&2; exit 3; }
 done
 
-# Build the release binary when it is missing or older than any source file.
-if [ ! -x "$BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$BIN" -print -quit 2>/dev/null)" ]; then
-  echo "== building $BIN" >&2
-  cargo build --release --quiet
-fi
+bench_build
+LOAD_START=$(load_now)
 
 W=$(mktemp -d /tmp/tnb.XXXX)   # short: the socket dir lives inside it
 chmod 755 "$W"
 GH=$(mktemp -d /tmp/gh.XXXX)   # GNUPGHOME for the old pipeline (short path for the agent socket)
 chmod 700 "$GH"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 H=127.0.0.1
 as_pg() { runuser -u postgres -- "$@"; }
 cleanup() {
@@ -93,65 +91,7 @@ passphrase_file = "$PASS"
 TOML
 export TUNETON_OPS_CONFIG="$W/ops.toml"
 
-# Samples the process tree under PID every 50 ms until it exits; prints
-# "<VmHWM of PID's first child, KiB> <largest sum of VmRSS over the tree, KiB>".
-cat > "$W/rss.py" <<'PY'
-import os, sys, time
-root = int(sys.argv[1]); hwm = 0; peak = 0
-def children():
-    kids = {}
-    for p in os.listdir('/proc'):
-        if p.isdigit():
-            try:
-                with open(f'/proc/{p}/stat') as f:
-                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-                kids.setdefault(ppid, []).append(int(p))
-            except (OSError, ValueError, IndexError):
-                pass
-    return kids
-def status(pid, key):
-    try:
-        with open(f'/proc/{pid}/status') as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-while os.path.exists(f'/proc/{root}'):
-    kids = children(); tree = []; todo = list(kids.get(root, []))
-    first = todo[0] if todo else None
-    while todo:
-        p = todo.pop(); tree.append(p); todo.extend(kids.get(p, []))
-    if first is not None:
-        hwm = max(hwm, status(first, 'VmHWM:'))
-    peak = max(peak, sum(status(p, 'VmRSS:') for p in tree))
-    time.sleep(0.05)
-print(hwm, peak)
-PY
-
-# measure LABEL STDOUT_FILE CMD...: runs CMD under /usr/bin/time with the RSS sampler.
-# Sets M_WALL (s), M_RSS (GNU time %M: largest single process, KiB), M_HWM (the
-# command's own process VmHWM, KiB), M_TREE (peak sum of the tree, KiB), M_RC.
-measure() {
-  local label=$1 out=$2; shift 2
-  log "$label"
-  /usr/bin/time -f '%e %M' -o "$W/time.out" "$@" >"$out" 2>"$W/stderr" &
-  local tpid=$!
-  python3 "$W/rss.py" "$tpid" >"$W/rss.out" &
-  local spid=$!
-  M_RC=0; wait "$tpid" || M_RC=$?
-  wait "$spid" || true
-  read -r M_WALL M_RSS < <(tail -n 1 "$W/time.out")
-  read -r M_HWM M_TREE < "$W/rss.out"
-  if [ "$M_RC" -ne 0 ]; then
-    log "FAILED ($M_RC): $label"; sed 's/^/   | /' "$W/stderr" >&2
-    { echo "### FAILED: $label (exit $M_RC)"; echo; echo '```'; cat "$W/stderr"; echo '```'; echo; } >> "$W/failures.md"
-  fi
-}
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+bench_rss_sampler "$W"
 
 # Results: R[size,op,field]
 declare -A R
@@ -165,6 +105,12 @@ record() { # size op  -> appends this run's measurement
 OLD_BACKUP='pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" | gzip | gpg --batch --yes --pinentry-mode loopback --passphrase-file "$PASS" --symmetric --cipher-algo AES256 -o "$OLDF"'
 OLD_VERIFY='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$OLDF" | gunzip | tail -c 100 > /dev/null'
 OLD_RESTORE='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$OLDF" | gunzip | psql -X -q -v ON_ERROR_STOP=1 -h "$H" -p "$PORT" -U postgres -d r2'
+# The same design as tuneton-ops (custom format, zstd -3, gpg without its own compression) with the stock
+# CLI tools: the floor of that design on this machine, so the figures show what our implementation adds.
+# (--s2k-count as in our private GnuPG home, see src/crypto.rs.)
+CLI_BACKUP='pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" -Fc -Z0 | zstd -3 -q | gpg --batch --yes --pinentry-mode loopback --passphrase-file "$PASS" -z 0 --s2k-count 65011712 --symmetric --cipher-algo AES256 -o "$CLIF"'
+CLI_VERIFY='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$CLIF" | zstd -d -q | tee -p >(pg_restore --list > /dev/null) | sha256sum > /dev/null'
+CLI_RESTORE='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$CLIF" | zstd -d -q | pg_restore --single-transaction -h "$H" -p "$PORT" -U postgres -d r4'
 export H PORT PASS GNUPGHOME="$GH"
 
 count_rows() { sql -d "$1" -At -c "SELECT (SELECT count(*) FROM users)||'/'||(SELECT count(*) FROM tracks)||'/'||(SELECT count(*) FROM sessions)||'/'||(SELECT count(*) FROM events)"; }
@@ -172,7 +118,7 @@ count_rows() { sql -d "$1" -At -c "SELECT (SELECT count(*) FROM users)||'/'||(SE
 : > "$W/failures.md"
 for S in "${SIZES[@]}"; do
   DB=tuneton_$S
-  export DB OLDF="$W/old/$DB.sql.gz.gpg"
+  export DB OLDF="$W/old/$DB.sql.gz.gpg" CLIF="$W/old/$DB.dump.zst.gpg"
   scale=$(python3 -c "print(max(1, round($S / $MB_PER_UNIT)))")
   log "generating $DB (target ~$S MB, scale $scale)"
   sql -c "CREATE DATABASE $DB"
@@ -186,9 +132,10 @@ for S in "${SIZES[@]}"; do
   log "$DB: pg_database_size $((R[$S,dbsize] / 1000000)) MB, pg_dump -Fc -Z0 $((R[$S,dumpsize] / 1000000)) MB, rows ${R[$S,rows]}"
 
   ID=""
+  R[$S,load]=$(load_now)
   for ((i = 1; i <= REPEAT; i++)); do
     measure "[$S MB] pg_dump -Fc -Z0 > /dev/null ($i/$REPEAT)" /dev/null \
-      pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" -Fc -Z0 -f /dev/null
+      pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" -Fc -Z0
     record "$S" dump
 
     measure "[$S MB] tuneton-ops backup ($i/$REPEAT)" "$W/backup.json" \
@@ -203,6 +150,10 @@ for S in "${SIZES[@]}"; do
     measure "[$S MB] old pipeline pg_dump | gzip | gpg ($i/$REPEAT)" /dev/null bash -o pipefail -c "$OLD_BACKUP"
     record "$S" oldbackup
     R[$S,oldsize]=$(stat -c %s "$OLDF" 2>/dev/null || echo 0)
+
+    rm -f "$CLIF"
+    measure "[$S MB] CLI pg_dump -Fc -Z0 | zstd -3 | gpg -z 0 ($i/$REPEAT)" /dev/null bash -o pipefail -c "$CLI_BACKUP"
+    record "$S" clibackup
   done
 
   for ((i = 1; i <= REPEAT; i++)); do
@@ -213,6 +164,8 @@ for S in "${SIZES[@]}"; do
     fi
     measure "[$S MB] old verify gpg -d | gunzip | tail ($i/$REPEAT)" /dev/null bash -o pipefail -c "$OLD_VERIFY"
     record "$S" oldverify
+    measure "[$S MB] CLI gpg -d | zstd -d | pg_restore --list ($i/$REPEAT)" /dev/null bash -o pipefail -c "$CLI_VERIFY"
+    record "$S" cliverify
   done
 
   for ((i = 1; i <= REPEAT; i++)); do
@@ -222,21 +175,30 @@ for S in "${SIZES[@]}"; do
         "$BIN" --json --no-progress restore "$ID" --target-db r1
       record "$S" restore
       [ "$M_RC" -ne 0 ] || R[$S,r1rows]=$(count_rows r1)
+      sql -c "DROP DATABASE IF EXISTS r1" -c "DROP DATABASE IF EXISTS r3"
+      measure "[$S MB] tuneton-ops restore $ID --target-db r3 --jobs 2 ($i/$REPEAT)" "$W/restore.json" \
+        "$BIN" --json --no-progress restore "$ID" --target-db r3 --jobs 2
+      record "$S" restorej
+      [ "$M_RC" -ne 0 ] || R[$S,r3rows]=$(count_rows r3)
+      sql -c "DROP DATABASE IF EXISTS r3"
     fi
     sql -c "DROP DATABASE IF EXISTS r2" -c "CREATE DATABASE r2"
     measure "[$S MB] old restore gpg -d | gunzip | psql ($i/$REPEAT)" /dev/null bash -o pipefail -c "$OLD_RESTORE"
     record "$S" oldrestore
     [ "$M_RC" -ne 0 ] || R[$S,r2rows]=$(count_rows r2)
+    sql -c "DROP DATABASE IF EXISTS r2" -c "DROP DATABASE IF EXISTS r4" -c "CREATE DATABASE r4"
+    measure "[$S MB] CLI gpg -d | zstd -d | pg_restore ($i/$REPEAT)" /dev/null bash -o pipefail -c "$CLI_RESTORE"
+    record "$S" clirestore
+    [ "$M_RC" -ne 0 ] || R[$S,r4rows]=$(count_rows r4)
+    sql -c "DROP DATABASE IF EXISTS r4"
   done
-  sql -c "DROP DATABASE IF EXISTS r1" -c "DROP DATABASE IF EXISTS r2" -c "DROP DATABASE $DB"
-  rm -rf "$W/repo" "$OLDF"
+  sql -c "DROP DATABASE IF EXISTS r1" -c "DROP DATABASE IF EXISTS r2" -c "DROP DATABASE IF EXISTS r3" -c "DROP DATABASE IF EXISTS r4" -c "DROP DATABASE $DB"
+  rm -rf "$W/repo" "$OLDF" "$CLIF"
   gpgconf --homedir "$GH" --kill gpg-agent >/dev/null 2>&1 || true
 done
 
 # ---------------------------------------------------------------- report
 PGVER=$(sql -At -c "SHOW server_version")
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-MEM=$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 TNVER=$("$BIN" --version)
 CMD="bench/backup.sh"
 [ "${BENCH_SMALL:-0}" = 1 ] && CMD="BENCH_SMALL=1 $CMD"
@@ -247,17 +209,21 @@ wall() { [ -z "${R[$1,$2,failed]:-}" ] && [ -n "${R[$1,$2,wall]:-}" ] && median 
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 fmt() { python3 -c "print(f'{$1:.2f}')"; }
 
-OPS_backup="dump oldbackup backup"
-OPS_verify="oldverify verify"
-OPS_restore="oldrestore restore"
+OPS_backup="dump oldbackup clibackup backup"
+OPS_verify="oldverify cliverify verify"
+OPS_restore="oldrestore clirestore restore restorej"
 declare -A NAME=(
   [dump]='`pg_dump -Fc -Z0 > /dev/null` (reference)'
   [oldbackup]='old: `pg_dump | gzip | gpg --symmetric AES256`'
   [backup]='`tuneton-ops backup --kind db --no-retention`'
+  [clibackup]='same design with CLI tools: `pg_dump -Fc -Z0 | zstd -3 | gpg -z 0 --symmetric` (reference)'
+  [cliverify]='CLI: `gpg --decrypt | zstd -d | tee >(pg_restore --list) | sha256sum` (reference)'
+  [clirestore]='CLI: `gpg --decrypt | zstd -d | pg_restore --single-transaction` (reference)'
   [oldverify]='old: `gpg --decrypt | gunzip | tail -c 100`'
   [verify]='`tuneton-ops verify-backup ID`'
   [oldrestore]='old: `gpg --decrypt | gunzip | psql` into an empty db'
   [restore]='`tuneton-ops restore ID --target-db r1`'
+  [restorej]='`tuneton-ops restore ID --target-db r3 --jobs 2` (spools the decrypted dump to a 0600 file)'
 )
 
 ratio() { # a b -> a/b with 2 decimals, or n/a
@@ -269,16 +235,16 @@ yesno() { python3 -c "print('met' if $1 else 'NOT met')"; }
 
 SMALL=${SIZES[0]}; BIG=${SIZES[${#SIZES[@]}-1]}
 {
-  echo "# tuneton-ops benchmark results"
+  echo "## Backup, verify, restore (bench/backup.sh)"
   echo
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- Command: \`$CMD\` (run as root from the repository root)"
-  echo "- Machine: $(nproc) CPUs, $CPU, $MEM RAM"
+  echo "- Machine: $(machine_line); shared with other engineers' builds. Load average (1, 5, 15 min) at the start: $LOAD_START; before each size: $(for S in "${SIZES[@]}"; do printf '~%s MB: %s; ' "$S" "${R[$S,load]}"; done)"
   echo "- PostgreSQL: $PGVER (throwaway cluster, fsync=off, shared_buffers=256MB, TCP on 127.0.0.1)"
   echo "- Tool: $TNVER (target/release), gpg $(gpg --version | head -n 1 | awk '{print $3}'), gzip $(gzip --version | head -n 1 | awk '{print $2}')"
   echo "- Runs per measurement: $REPEAT (wall time is the median; RSS the maximum)"
   echo
-  echo "## Data"
+  echo "### Data"
   echo
   echo "Generated by \`bench/gen.sql\` (users, tracks, sessions, events; uuids, jsonb, md5 text, timestamps)."
   echo
@@ -298,7 +264,7 @@ SMALL=${SIZES[0]}; BIG=${SIZES[${#SIZES[@]}-1]}
   for group in backup verify restore; do
     ops_var="OPS_$group"
     echo
-    echo "## $group"
+    echo "### $group"
     echo
     echo "| database | operation | wall s | MB/s | peak RSS MiB: time %M / own / tree |"
     echo "|---|---|---|---|---|"
@@ -309,7 +275,7 @@ SMALL=${SIZES[0]}; BIG=${SIZES[${#SIZES[@]}-1]}
           echo "| ~$S MB | ${NAME[$op]} | FAILED | | |"; continue
         fi
         mbs=$(python3 -c "print(f'{${R[$S,dumpsize]}/1e6/$w:.1f}')")
-        if [ "$op" = backup ] || [ "$op" = verify ] || [ "$op" = restore ]; then
+        if [ "$op" = backup ] || [ "$op" = verify ] || [ "$op" = restore ] || [ "$op" = restorej ]; then
           rss="$(mib "$(maxof ${R[$S,$op,rss]})") / $(mib "$(maxof ${R[$S,$op,hwm]})") / $(mib "$(maxof ${R[$S,$op,tree]})")"
         else
           rss="n/a"
@@ -320,7 +286,7 @@ SMALL=${SIZES[0]}; BIG=${SIZES[${#SIZES[@]}-1]}
   done
 
   echo
-  echo "## Targets"
+  echo "### Targets"
   echo
   echo "Speed ratios use the largest database (~$BIG MB; the main figures need at least 300 MB). RSS targets use"
   echo "tuneton-ops' own peak (VmHWM); *flat* means the ~$BIG MB figure is within max(10 %, 4 MiB) of the ~$SMALL MB one."
@@ -337,6 +303,10 @@ SMALL=${SIZES[0]}; BIG=${SIZES[${#SIZES[@]}-1]}
     else
       r=$(ratio "$ow" "$tw")
       echo "| $op | ≥4× faster than old | ${r}× ($ow s old / $tw s) | $(yesno "$r >= 4") |"
+    fi
+    cw=$(wall "$BIG" "cli$op" || true)
+    if [ -n "$tw" ] && [ -n "$cw" ]; then
+      echo "| $op | (information) against the same design with CLI tools | $(ratio "$tw" "$cw")× the CLI time ($tw s / $cw s) | — |"
     fi
     if [ "$op" = backup ]; then
       dw=$(wall "$BIG" dump || true)
@@ -357,17 +327,18 @@ SMALL=${SIZES[0]}; BIG=${SIZES[${#SIZES[@]}-1]}
   done
   [ "$big_ok" = 1 ] || { echo; echo "**Note:** the largest database is under 300 MB, so these figures do not satisfy the issue's size requirement (quick run)."; }
   echo
-  echo "## Row checks"
+  echo "### Row checks"
   echo
   for S in "${SIZES[@]}"; do
-    echo "- ~$S MB: source ${R[$S,rows]}; tuneton-ops restore ${R[$S,r1rows]:-n/a}; old restore ${R[$S,r2rows]:-n/a}"
+    echo "- ~$S MB: source ${R[$S,rows]}; tuneton-ops restore ${R[$S,r1rows]:-n/a}; with --jobs 2 ${R[$S,r3rows]:-n/a}; old restore ${R[$S,r2rows]:-n/a}; CLI reference ${R[$S,r4rows]:-n/a}"
   done
   if [ -s "$W/failures.md" ]; then
     echo
-    echo "## Failures (stderr)"
+    echo "### Failures (stderr)"
     echo
     cat "$W/failures.md"
   fi
-} > "$OUT"
-log "wrote $OUT"
-cat "$OUT"
+} > "$W/section.md"
+publish_section backup "$W/section.md" "$OUT"
+log "wrote the backup section of $OUT"
+cat "$W/section.md"
