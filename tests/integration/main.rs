@@ -12,6 +12,7 @@ mod examples;
 mod health;
 mod legacy;
 mod notify;
+mod restart;
 mod restore;
 mod retention;
 mod s3;
