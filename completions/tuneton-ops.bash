@@ -49,6 +49,9 @@ _tuneton__ops() {
             tuneton__ops,pitr)
                 cmd="tuneton__ops__subcmd__pitr"
                 ;;
+            tuneton__ops,restart)
+                cmd="tuneton__ops__subcmd__restart"
+                ;;
             tuneton__ops,restore)
                 cmd="tuneton__ops__subcmd__restore"
                 ;;
@@ -133,6 +136,9 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,pitr)
                 cmd="tuneton__ops__subcmd__help__subcmd__pitr"
                 ;;
+            tuneton__ops__subcmd__help,restart)
+                cmd="tuneton__ops__subcmd__help__subcmd__restart"
+                ;;
             tuneton__ops__subcmd__help,restore)
                 cmd="tuneton__ops__subcmd__help__subcmd__restore"
                 ;;
@@ -182,7 +188,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health notify config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health restart notify config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -686,7 +692,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health notify config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health restart notify config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -910,6 +916,20 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help__subcmd__pitr)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1164,6 +1184,36 @@ _tuneton__ops() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__restart)
+            opts="-q -v -y -h -V --keep-cache --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

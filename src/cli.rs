@@ -100,6 +100,8 @@ pub enum Command {
     RotateLogs(commands::rotate_logs::RotateLogsArgs),
     /// Check the application service, its HTTP health endpoint, the database, disks, memory and load (exit 0/1/2/3)
     Health(commands::health::HealthArgs),
+    /// Restart the application: stop (SIGKILL of its own main PID past the deadline), empty the cache dirs, start, wait until healthy
+    Restart(commands::restart::RestartArgs),
     /// Alert channels (Slack, PagerDuty, email): send a test message
     #[command(subcommand)]
     Notify(commands::notify::NotifyCommand),
@@ -121,6 +123,7 @@ impl Command {
             Command::RotateLogs(_) => Some(&["paths", "logs"]),
             Command::Health(_) => Some(&["paths", "app", "health", "database", "alerts"]),
             Command::Notify(_) => Some(&["paths", "alerts"]),
+            Command::Restart(_) => Some(&["paths", "app", "alerts"]),
             _ => None,
         }
     }
@@ -135,6 +138,7 @@ impl Command {
             Command::Backups(commands::backups::BackupsCommand::List(_))
                 | Command::Health(_)
                 | Command::Notify(_)
+                | Command::Restart(_)
                 | Command::WalPush(_)
                 | Command::WalFetch(_)
                 | Command::Config(_)
@@ -159,6 +163,7 @@ impl Command {
             Command::WalFetch(_) => "wal-fetch",
             Command::Health(_) => "health",
             Command::Notify(_) => "notify",
+            Command::Restart(_) => "restart",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",

@@ -6,9 +6,6 @@
 //! token): errors name only the scheme and host (`Target::describe`), never the
 //! full URL.
 
-// Used by `health`, `restart` and `diagnose` (following commits) and `disaster-recover`.
-#![allow(dead_code)]
-
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};

@@ -9,9 +9,6 @@
 //! Processes are never matched by name or command line: the old
 //! `pkill -9 -f tuneton-app` could kill anything whose argv matched.
 
-// Used by `health`, `restart` and `diagnose` (following commits) and `disaster-recover`.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -385,6 +382,7 @@ impl Service {
     }
 
     /// A status report for diagnostics (`systemctl status`, or the state and PID).
+    #[allow(dead_code)] // used by diagnose (next commit)
     pub fn status_text(&self) -> String {
         let mut text = format!(
             "{} via {}\nstate: {}\n",

@@ -11,6 +11,7 @@ pub mod disaster_recover;
 pub mod health;
 pub mod notify;
 pub mod pitr;
+pub mod restart;
 pub mod restore;
 pub mod rotate_logs;
 pub mod verify_backup;
@@ -185,6 +186,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::WalFetch(args) => Ok(wal::fetch(&ctx, args)),
         Command::Health(args) => health::run(&ctx, args),
         Command::Notify(cmd) => notify::run(&ctx, cmd),
+        Command::Restart(args) => restart::run(&ctx, args),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

@@ -13,6 +13,7 @@ mod examples;
 mod health;
 mod legacy;
 mod notify;
+mod restart;
 mod restore;
 mod retention;
 mod rotate_logs;
