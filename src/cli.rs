@@ -130,8 +130,9 @@ impl Command {
 
     /// Whether a failed run is reported through the notifier when
     /// `alerts.alert_on_failure` is set: mutating jobs only. Commands that alert
-    /// on their own (health, restart) and PostgreSQL's archive/restore commands
-    /// (retried by the server every few seconds) do not.
+    /// on their own (health, restart; wal-push once per failing stretch, since the
+    /// server retries it every few seconds) and wal-fetch (PostgreSQL asks for
+    /// segments that do not exist as a matter of course) do not.
     pub fn reports_failure(&self) -> bool {
         !matches!(
             self,

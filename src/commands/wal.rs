@@ -70,7 +70,56 @@ fn manifest_key(name: &str) -> String {
 }
 
 /// Archives one WAL file into every configured repository; exit 0 only once it is durable everywhere.
+/// `wal-push`, alerting once per failing stretch: PostgreSQL retries a failed
+/// archive_command every few seconds, so the first failure alerts (with
+/// `alerts.alert_on_failure`) and leaves a marker in `paths.run_dir`; the next
+/// success resolves the alert and removes the marker.
 pub fn push(ctx: &Ctx, args: WalPushArgs) -> Result<ExitCode> {
+    let result = push_segment(ctx, args);
+    let cfg = ctx.config();
+    if !cfg.alerts.alert_on_failure || ctx.global.dry_run {
+        return result;
+    }
+    let marker = cfg.paths.run_dir.join("wal-push.alerted");
+    let failing = result.is_err();
+    if failing == marker.exists() {
+        return result;
+    }
+    let n = crate::notify::Notifier::from_config(&cfg.alerts);
+    let ev = crate::notify::Event {
+        key: "job:wal-push".into(),
+        severity: if failing {
+            crate::notify::Severity::Critical
+        } else {
+            crate::notify::Severity::Info
+        },
+        resolve: !failing,
+        title: if failing {
+            format!("WAL archiving is failing on {}", n.host)
+        } else {
+            format!("WAL archiving works again on {}", n.host)
+        },
+        body: match &result {
+            Err(e) => format!(
+                "{e:#}\n\nPostgreSQL keeps the segment and retries; WAL accumulates in pg_wal until archiving works."
+            ),
+            Ok(_) => "wal-push succeeded again.".into(),
+        },
+        attachment: None,
+    };
+    let delivered = crate::notify::send_logged(&n, &ev).iter().any(|d| d.ok);
+    // Only a delivered alert counts as sent: otherwise try again on the next failure.
+    if failing && delivered {
+        if let Err(e) = std::fs::write(&marker, "") {
+            log::warn!("cannot write {}: {e}", marker.display());
+        }
+    } else if !failing {
+        let _ = std::fs::remove_file(&marker);
+    }
+    result
+}
+
+fn push_segment(ctx: &Ctx, args: WalPushArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let name = args
         .path

@@ -633,3 +633,56 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
             .exists()
     );
 }
+
+#[test]
+fn failing_wal_push_alerts_once_and_resolves_when_archiving_works_again() {
+    use crate::support::receiver::Receiver;
+    let env = TestEnv::empty("wal_push_alert");
+    let recv = Receiver::start();
+    let root = env.root();
+    write_secret(&root.join("slack-url"), &recv.url("/slack/hook"));
+    write_secret(&root.join("pd-key"), "pdkey0123456789");
+    env.write_config(&format!(
+        "[alerts]\nalert_on_failure = true\nhost_name = \"db1\"\nrequest_timeout_secs = 2\nretry_deadline_secs = 5\n\
+         [alerts.slack]\nwebhook_url_file = \"{r}/slack-url\"\n\
+         [alerts.pagerduty]\nevents_url = \"{}\"\nrouting_key_file = \"{r}/pd-key\"\n",
+        recv.url("/pd/v2/enqueue"),
+        r = root.display()
+    ));
+    let segment = root.join("000000010000000000000007");
+    std::fs::write(&segment, vec![7u8; 64 * 1024]).unwrap();
+    let seg = segment.to_str().unwrap();
+    // The archive cannot be written: `wal` is a file where the directory should be.
+    std::fs::write(env.repo().join("wal"), "not a directory").unwrap();
+    for _ in 0..3 {
+        let r = env.run(&["wal-push", seg]);
+        assert_eq!(r.code(), 2, "{}", r.stderr());
+    }
+    let slack = recv.requests("/slack");
+    assert_eq!(slack.len(), 1, "one alert for three failures: {slack:?}");
+    let text = slack[0].json()["text"].as_str().unwrap().to_string();
+    assert!(text.contains("WAL archiving is failing on db1"), "{text}");
+    let pd = recv.requests("/pd");
+    assert_eq!(pd[0].json()["event_action"], "trigger");
+    let key = pd[0].json()["dedup_key"].clone();
+
+    std::fs::remove_file(env.repo().join("wal")).unwrap();
+    let r = env.run(&["wal-push", seg]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = env.run(&["wal-push", seg]);
+    assert_eq!(r.code(), 0, "identical re-push: {}", r.stderr());
+    let slack = recv.requests("/slack");
+    assert_eq!(slack.len(), 2, "one recovery message: {slack:?}");
+    assert!(slack[1].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("works again"));
+    let pd = recv.requests("/pd");
+    assert_eq!(pd.len(), 2);
+    assert_eq!(pd[1].json()["event_action"], "resolve");
+    assert_eq!(
+        pd[1].json()["dedup_key"],
+        key,
+        "resolve closes the same incident"
+    );
+}
