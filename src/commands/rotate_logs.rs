@@ -976,11 +976,18 @@ fn queue_generations(
             .unwrap_or_default();
         let from_now = rotated_gens.get(&a.path).copied();
         if !writers.is_empty() {
-            let msg = format!(
-                "left uncompressed: still open for writing by {} after {}s; a later run compresses it once it is closed",
-                describe(&writers),
-                set.reopen_timeout.as_secs()
-            );
+            let msg = match from_now {
+                Some(_) => format!(
+                    "left uncompressed: {} still had it open for writing {}s after the rotation (reopen_timeout_secs); \
+                     a later run compresses it once it is closed",
+                    describe(&writers),
+                    set.reopen_timeout.as_secs()
+                ),
+                None => format!(
+                    "left uncompressed: still open for writing by {}; a later run compresses it once it is closed",
+                    describe(&writers)
+                ),
+            };
             match from_now {
                 Some(i) => report.files[i].note(ExitCode::Warning, msg),
                 None => {
@@ -1240,7 +1247,9 @@ fn execute(job: Job) -> JobOutcome {
                     fsops::filesystem_name(&file)
                 ));
             }
-            let _ = file.sync_all();
+            // No fsync of the live file here: a crash before the collapse is durable can
+            // only leave the prefix in both places (duplicated, never lost), and forcing
+            // the writer's recent data out on every rotation is not worth that.
             JobOutcome {
                 status: ExitCode::Success,
                 message: String::new(),
@@ -1689,7 +1698,12 @@ fn render(report: &Report, code: ExitCode, dry: bool) -> (serde_json::Value, Str
             .archives
             .iter()
             .filter(|a| a.action == "compressed")
-            .count(),
+            .count()
+            + report
+                .files
+                .iter()
+                .filter(|f| f.compressed_bytes.is_some() && f.action == "rotated")
+                .count(),
         report
             .deleted
             .iter()

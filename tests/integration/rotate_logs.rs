@@ -360,6 +360,31 @@ fn rename_without_a_reopen_action_refuses_while_a_writer_holds_the_file() {
     assert_eq!(std::fs::metadata(&live).unwrap().ino(), before.ino());
     assert!(env.archives("app.log").is_empty());
 
+    // A pid file naming a live process that is not the writer (nor its parent):
+    // nothing is signalled and nothing rotated.
+    let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid_file = env.root().join("bystander.pid");
+    std::fs::write(&pid_file, format!("{}\n", bystander.id())).unwrap();
+    env.write_config(&format!(
+        "[[logs.sets]]\nname = \"app\"\npaths = [\"{{r}}/app/app.log\"]\nmax_size = \"1K\"\nreopen = \"signal\"\n\
+         pid_file = \"{}\"\n",
+        pid_file.display()
+    ));
+    let r = env.run(&["--json", "rotate-logs"]);
+    assert_eq!(r.code(), 2, "{}\n{}", r.stdout(), r.stderr());
+    let msg = r.json()["files"][0]["messages"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("stale pid file"), "{msg}");
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was signalled"
+    );
+    assert_eq!(std::fs::metadata(&live).unwrap().ino(), before.ino());
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+
     // With a signal the writer ignores: rotated, but the generation stays
     // uncompressed while the writer still writes into it (warning, exit 1).
     env.write_config(&format!(
