@@ -142,6 +142,7 @@ row() { # row LABEL KEY
 }
 speed() { echo "${R[$1]} ${R[$2]}" | awk '{ printf "%.1fx", $1 / $3 }'; }
 
+[ -s "$OUT" ] || printf '# Benchmark results\n\nEach section is appended by the script it names, with the exact command.\n' > "$OUT"
 {
   echo
   echo "## rotate-logs vs logrotate ($(date -u +%Y-%m-%d), bench/rotate-logs.sh)"

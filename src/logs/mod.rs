@@ -7,6 +7,7 @@ pub mod fsops;
 pub mod glob;
 pub mod holders;
 pub mod naming;
+pub mod rotate;
 pub mod state;
 
 use std::path::{Path, PathBuf};

@@ -709,4 +709,10 @@ fn bad_log_config_exits_3_naming_the_key_and_needs_no_backup_settings() {
     std::fs::write(env.app().join("app.log"), b"x\n").unwrap();
     let r = env.run(&["rotate-logs"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    // Quiet success for schedulers: nothing on stdout when there is nothing to look at.
+    std::fs::write(env.app().join("app.log"), vec![b'x'; 10_000]).unwrap();
+    let r = env.run(&["--quiet", "rotate-logs", "--force"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "");
+    assert_eq!(env.archives("app.log").len(), 1);
 }
