@@ -31,6 +31,9 @@ _tuneton__ops() {
             tuneton__ops,db-recover)
                 cmd="tuneton__ops__subcmd__db__subcmd__recover"
                 ;;
+            tuneton__ops,diagnose)
+                cmd="tuneton__ops__subcmd__diagnose"
+                ;;
             tuneton__ops,health)
                 cmd="tuneton__ops__subcmd__health"
                 ;;
@@ -112,6 +115,9 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,db-recover)
                 cmd="tuneton__ops__subcmd__help__subcmd__db__subcmd__recover"
                 ;;
+            tuneton__ops__subcmd__help,diagnose)
+                cmd="tuneton__ops__subcmd__help__subcmd__diagnose"
+                ;;
             tuneton__ops__subcmd__help,health)
                 cmd="tuneton__ops__subcmd__help__subcmd__health"
                 ;;
@@ -176,7 +182,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr db-recover health restart notify config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr db-recover health restart diagnose notify config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -603,6 +609,40 @@ _tuneton__ops() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tuneton__subcmd__ops__subcmd__diagnose)
+            opts="-q -v -y -h -V --out --upload --email --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tuneton__subcmd__ops__subcmd__health)
             opts="-q -v -y -h -V --format --prom-file --alert --check --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -646,7 +686,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore wal-push wal-fetch pitr db-recover health restart notify config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch pitr db-recover health restart diagnose notify config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -772,6 +812,20 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help__subcmd__db__subcmd__recover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__diagnose)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -8,6 +8,7 @@ mod support;
 mod backup;
 mod cli;
 mod config;
+mod diagnose;
 mod examples;
 mod health;
 mod legacy;
