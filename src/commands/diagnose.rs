@@ -1028,6 +1028,6 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let (t, len) = tail_lines(&p, 3, 1 << 20).unwrap();
         assert_eq!(t, "line 98\nline 99\nline 100\n");
-        assert_eq!(len, 692);
+        assert_eq!(len, 792);
     }
 }
