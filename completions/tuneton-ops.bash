@@ -31,6 +31,9 @@ _tuneton__ops() {
             tuneton__ops,db-recover)
                 cmd="tuneton__ops__subcmd__db__subcmd__recover"
                 ;;
+            tuneton__ops,diagnose)
+                cmd="tuneton__ops__subcmd__diagnose"
+                ;;
             tuneton__ops,disaster-recover)
                 cmd="tuneton__ops__subcmd__disaster__subcmd__recover"
                 ;;
@@ -118,6 +121,9 @@ _tuneton__ops() {
             tuneton__ops__subcmd__help,db-recover)
                 cmd="tuneton__ops__subcmd__help__subcmd__db__subcmd__recover"
                 ;;
+            tuneton__ops__subcmd__help,diagnose)
+                cmd="tuneton__ops__subcmd__help__subcmd__diagnose"
+                ;;
             tuneton__ops__subcmd__help,disaster-recover)
                 cmd="tuneton__ops__subcmd__help__subcmd__disaster__subcmd__recover"
                 ;;
@@ -188,7 +194,7 @@ _tuneton__ops() {
 
     case "${cmd}" in
         tuneton__ops)
-            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health restart notify config completions man help"
+            opts="-q -v -y -h -V --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health restart diagnose notify config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -615,6 +621,40 @@ _tuneton__ops() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tuneton__subcmd__ops__subcmd__diagnose)
+            opts="-q -v -y -h -V --out --upload --email --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -W "local s3" -- "${cur}"))
+                    return 0
+                    ;;
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tuneton__subcmd__ops__subcmd__disaster__subcmd__recover)
             opts="-q -v -y -h -V --clean --allow-unverified --skip-db --skip-app --skip-config --jobs --no-start --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -692,7 +732,7 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help)
-            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health restart notify config completions man help"
+            opts="backup backups verify-backup restore wal-push wal-fetch pitr disaster-recover db-recover rotate-logs health restart diagnose notify config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -818,6 +858,20 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__help__subcmd__db__subcmd__recover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tuneton__subcmd__ops__subcmd__help__subcmd__diagnose)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

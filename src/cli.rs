@@ -102,6 +102,8 @@ pub enum Command {
     Health(commands::health::HealthArgs),
     /// Restart the application: stop (SIGKILL of its own main PID past the deadline), empty the cache dirs, start, wait until healthy
     Restart(commands::restart::RestartArgs),
+    /// Collect a redacted diagnostic bundle (tar.gz): service, processes, disks, memory, network, database, logs, config
+    Diagnose(commands::diagnose::DiagnoseArgs),
     /// Alert channels (Slack, PagerDuty, email): send a test message
     #[command(subcommand)]
     Notify(commands::notify::NotifyCommand),
@@ -124,6 +126,9 @@ impl Command {
             Command::Health(_) => Some(&["paths", "app", "health", "database", "alerts"]),
             Command::Notify(_) => Some(&["paths", "alerts"]),
             Command::Restart(_) => Some(&["paths", "app", "alerts"]),
+            Command::Diagnose(_) => Some(&[
+                "paths", "app", "health", "database", "alerts", "diagnose", "s3",
+            ]),
             _ => None,
         }
     }
@@ -140,6 +145,7 @@ impl Command {
                 | Command::Health(_)
                 | Command::Notify(_)
                 | Command::Restart(_)
+                | Command::Diagnose(_)
                 | Command::WalPush(_)
                 | Command::WalFetch(_)
                 | Command::Config(_)
@@ -165,6 +171,7 @@ impl Command {
             Command::Health(_) => "health",
             Command::Notify(_) => "notify",
             Command::Restart(_) => "restart",
+            Command::Diagnose(_) => "diagnose",
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",

@@ -56,6 +56,7 @@ pub struct Config {
     pub app: AppConfig,
     pub health: HealthConfig,
     pub alerts: AlertsConfig,
+    pub diagnose: DiagnoseConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -604,6 +605,47 @@ impl Default for EmailConfig {
             smtp_password_file: None,
             sendmail_path: "/usr/sbin/sendmail".into(),
             smtp_password: None,
+        }
+    }
+}
+
+/// `diagnose`: what goes into the bundle and where it goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnoseConfig {
+    /// Where bundles are written (`--out` overrides).
+    pub out_dir: PathBuf,
+    /// Last lines taken from each log (app.log_files and the job logs in paths.log_dir).
+    pub log_lines: usize,
+    /// Cap on each part of the bundle, after redaction.
+    pub part_max_bytes: u64,
+    /// More `host:port` endpoints whose TCP connect time is measured (the database,
+    /// the health URL, S3 and the alert endpoints are always measured).
+    pub endpoints: Vec<String>,
+    /// Deadline for each TCP connect, each statvfs, each tool run.
+    pub connect_timeout_secs: u64,
+    /// statement_timeout and connect deadline for the database probe.
+    pub db_timeout_secs: u64,
+    /// Queries running longer than this are listed.
+    pub long_query_secs: u64,
+    /// Upload every bundle to the S3 repository (`diagnostics/`), as `--upload` does.
+    pub upload: bool,
+    /// Email every bundle through alerts.email, as `--email` does.
+    pub email: bool,
+}
+
+impl Default for DiagnoseConfig {
+    fn default() -> Self {
+        DiagnoseConfig {
+            out_dir: "/var/diag/emergency".into(),
+            log_lines: 1000,
+            part_max_bytes: 1024 * 1024,
+            endpoints: Vec::new(),
+            connect_timeout_secs: 3,
+            db_timeout_secs: 10,
+            long_query_secs: 60,
+            upload: false,
+            email: false,
         }
     }
 }
@@ -1303,6 +1345,29 @@ impl Settings {
         problems.extend(validate_app(&c.app));
         problems.extend(validate_health(&c.health));
         problems.extend(validate_alerts(&c.alerts));
+        let d = &c.diagnose;
+        if !d.out_dir.is_absolute() {
+            problems.push(format!(
+                "diagnose.out_dir: must be an absolute path, got {:?}",
+                d.out_dir.display().to_string()
+            ));
+        }
+        if d.connect_timeout_secs == 0 || d.db_timeout_secs == 0 {
+            problems.push(
+                "diagnose.connect_timeout_secs / diagnose.db_timeout_secs: must be at least 1"
+                    .into(),
+            );
+        }
+        if d.part_max_bytes < 1024 {
+            problems.push("diagnose.part_max_bytes: must be at least 1024".into());
+        }
+        for (i, e) in d.endpoints.iter().enumerate() {
+            if e.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                problems.push(format!("diagnose.endpoints[{i}]: {e:?} is not host:port"));
+            }
+        }
         let r = &c.retention;
         if r.enabled && r.keep_last + r.keep_daily + r.keep_weekly + r.keep_monthly == 0 {
             problems.push("retention: every keep_* is 0; at least one backup must be kept (or set enabled = false)".into());

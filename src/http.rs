@@ -89,9 +89,17 @@ pub fn request(
             "User-Agent",
             concat!("tuneton-ops/", env!("CARGO_PKG_VERSION")),
         );
-    let builder = match proxy {
-        Proxy::FromEnv => builder,
-        Proxy::Direct => builder.proxy_settings(attohttpc::ProxySettings::builder().build()),
+    // Loopback never goes through a proxy, whatever no_proxy says.
+    let loopback = url::Url::parse(url).ok().is_some_and(|u| match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    });
+    let builder = if proxy == Proxy::Direct || loopback {
+        builder.proxy_settings(attohttpc::ProxySettings::builder().build())
+    } else {
+        builder
     };
     let result = match body {
         Body::None => builder.send(),

@@ -19,6 +19,7 @@ mod notify;
 mod pgcluster;
 mod process;
 mod progress;
+mod redact;
 mod repo;
 mod restorer;
 mod retention;

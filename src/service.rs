@@ -382,7 +382,6 @@ impl Service {
     }
 
     /// A status report for diagnostics (`systemctl status`, or the state and PID).
-    #[allow(dead_code)] // used by diagnose (next commit)
     pub fn status_text(&self) -> String {
         let mut text = format!(
             "{} via {}\nstate: {}\n",

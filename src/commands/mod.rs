@@ -8,6 +8,7 @@ pub mod completions;
 pub mod config;
 pub mod db_recover;
 pub mod disaster_recover;
+pub mod diagnose;
 pub mod health;
 pub mod notify;
 pub mod pitr;
@@ -145,6 +146,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Backups(backups::BackupsCommand::List(_))
             | Command::Health(_)
             | Command::Notify(_)
+            // Diagnostics must work with a full disk or an unwritable log dir.
+            | Command::Diagnose(_)
     ) || matches!(&cli.command, Command::Health(a) if a.alert);
     // wal-fetch only writes the file PostgreSQL asked for: no lock to contend on.
     let locked = mutating && !matches!(cli.command, Command::WalFetch(_));
@@ -187,6 +190,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Health(args) => health::run(&ctx, args),
         Command::Notify(cmd) => notify::run(&ctx, cmd),
         Command::Restart(args) => restart::run(&ctx, args),
+        Command::Diagnose(args) => diagnose::run(&ctx, args),
         Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

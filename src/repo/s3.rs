@@ -185,6 +185,13 @@ impl S3Repo {
         Ok(data.bytes().to_vec())
     }
 
+    /// Stores a small standalone object under the prefix (a diagnostic bundle),
+    /// with the same retries; returns its s3:// URL.
+    pub fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<String> {
+        self.put_small(key, bytes)?;
+        Ok(self.url(key))
+    }
+
     fn put_small(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let full = self.full_key(key);
         self.call(&format!("PUT {}", self.url(key)), || {

@@ -9,6 +9,7 @@ mod backup;
 mod cli;
 mod config;
 mod disaster;
+mod diagnose;
 mod examples;
 mod health;
 mod legacy;
