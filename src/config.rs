@@ -1491,9 +1491,11 @@ mod tests {
 
     #[test]
     fn cache_dirs_must_lie_under_their_roots_and_never_be_root() {
-        let mut a = AppConfig::default();
-        a.cache_dirs = vec!["/".into(), "/var/lib/app".into()];
-        a.cache_roots = vec!["/".into(), "/app/cache".into()];
+        let a = AppConfig {
+            cache_dirs: vec!["/".into(), "/var/lib/app".into()],
+            cache_roots: vec!["/".into(), "/app/cache".into()],
+            ..Default::default()
+        };
         let p = validate_app(&a);
         assert!(
             p.iter().any(|x| x == "app.cache_roots[0]: must not be /"),
