@@ -122,8 +122,12 @@ impl Command {
     /// a backup passphrase can still run them.
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
         match self {
-            Command::RotateLogs(_) => Some(&["paths", "logs"]),
-            Command::Health(_) => Some(&["paths", "app", "health", "database", "alerts"]),
+            Command::RotateLogs(_) => Some(&["paths", "logs", "alerts"]),
+            // Alert settings matter only when alerting: a plain check runs whatever they say.
+            Command::Health(a) if a.alert => {
+                Some(&["paths", "app", "health", "database", "alerts"])
+            }
+            Command::Health(_) => Some(&["paths", "app", "health", "database"]),
             Command::Notify(_) => Some(&["paths", "alerts"]),
             Command::Restart(_) => Some(&["paths", "app", "alerts"]),
             Command::Diagnose(_) => Some(&[

@@ -1489,7 +1489,11 @@ fn validate_app(a: &AppConfig) -> Vec<String> {
             ));
         } else if d.parent().is_none() {
             problems.push(format!("app.cache_dirs[{i}]: refusing to clear /"));
-        } else if !a.cache_roots.iter().any(|r| d.starts_with(r)) {
+        } else if !a
+            .cache_roots
+            .iter()
+            .any(|r| r.parent().is_some() && d.starts_with(r))
+        {
             problems.push(format!(
                 "app.cache_dirs[{i}]: {} is not under any of app.cache_roots",
                 d.display()
@@ -1793,5 +1797,48 @@ mod tests {
             .validate()
             .iter()
             .any(|p| p.starts_with("repository.path")));
+    }
+
+    #[test]
+    fn an_smtp_password_goes_only_to_a_loopback_relay() {
+        let mut c = Config::default();
+        c.alerts.email.to = vec!["oncall@example.com".into()];
+        c.alerts.email.smtp_user = Some("ops".into());
+        c.alerts.email.smtp_host = "mail.example.com".into();
+        let problems = validate_alerts(&c.alerts);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("alerts.email.smtp_user: this client speaks no TLS")),
+            "{problems:?}"
+        );
+        c.alerts.email.smtp_host = "127.0.0.1".into();
+        assert!(validate_alerts(&c.alerts).is_empty());
+        c.alerts.email.to = vec!["not-an-address".into()];
+        assert!(validate_alerts(&c.alerts)[0].starts_with("alerts.email.to[0]"));
+    }
+
+    #[test]
+    fn cache_dirs_must_lie_under_their_roots_and_never_be_root() {
+        let a = AppConfig {
+            cache_dirs: vec!["/".into(), "/var/lib/app".into()],
+            cache_roots: vec!["/".into(), "/app/cache".into()],
+            ..Default::default()
+        };
+        let p = validate_app(&a);
+        assert!(
+            p.iter().any(|x| x == "app.cache_roots[0]: must not be /"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x == "app.cache_dirs[0]: refusing to clear /"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("app.cache_dirs[1]: /var/lib/app is not under")),
+            "{p:?}"
+        );
     }
 }

@@ -555,15 +555,20 @@ fn sendmail(
     };
     match run() {
         Ok(o) if o.status.success() => Ok(format!("handed to {}", e.sendmail_path.display())),
-        Ok(o) => Err(Failure::Transient(
-            format!(
+        Ok(o) => {
+            let msg = format!(
                 "{} failed ({}): {}",
                 e.sendmail_path.display(),
                 o.status,
                 String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            None,
-        )),
+            );
+            // sysexits: 75 (EX_TEMPFAIL) is worth another try; anything else is not.
+            if o.status.code() == Some(75) {
+                Err(Failure::Transient(msg, None))
+            } else {
+                Err(Failure::Permanent(msg))
+            }
+        }
         Err(err) => Err(Failure::Permanent(format!("{err:#}"))),
     }
 }

@@ -39,6 +39,10 @@ fn help_documents_exit_codes_and_offers_only_working_commands() {
         "config",
         "completions",
         "man",
+        "health",
+        "notify",
+        "restart",
+        "diagnose",
     ] {
         assert!(
             help.contains(&format!("  {cmd}")),

@@ -273,6 +273,18 @@ fn each_check_has_its_ok_warning_critical_and_unknown_paths() {
     let r = env.run(&["health"]);
     assert_eq!(r.code(), 3);
     assert!(r.stderr().contains("health.disk.warn"), "{}", r.stderr());
+
+    // Broken alert settings stop only `health --alert`, not the plain check.
+    configure(
+        &env,
+        &app,
+        "",
+        "[alerts.email]\nto = [\"not-an-address\"]\n",
+    );
+    assert_eq!(code(&["--check", "http"]).0, 0);
+    let r = env.run(&["health", "--alert", "--check", "http"]);
+    assert_eq!(r.code(), 3);
+    assert!(r.stderr().contains("alerts.email.to[0]"), "{}", r.stderr());
 }
 
 #[test]

@@ -291,3 +291,73 @@ fn alert_on_failure_reports_a_failed_backup() {
     assert_eq!(a.env.run(&["backups", "list"]).code(), 0);
     assert_eq!(a.recv.requests("/slack").len(), 1);
 }
+
+#[test]
+fn email_through_the_local_sendmail() {
+    let env = TestEnv::empty("notify_sendmail");
+    let root = env.root().display().to_string();
+    // A stand-in MTA: records its arguments and the message it is handed on stdin.
+    let mta = env.root().join("sendmail");
+    std::fs::write(
+        &mta,
+        format!("#!/bin/sh\necho \"$@\" > {root}/mta-args\ncat > {root}/mta-message\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&mta, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_config(&format!(
+        "[alerts]\nhost_name = \"testhost\"\nretry_deadline_secs = 2\n\n[alerts.email]\nto = [\"a@example.com\", \"b@example.com\"]\nfrom = \"ops@example.com\"\ntransport = \"sendmail\"\nsendmail_path = \"{}\"\n",
+        mta.display()
+    ));
+    let r = env.run(&["--json", "notify", "test", "email"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(env.root().join("mta-args"))
+            .unwrap()
+            .trim(),
+        "-i -t"
+    );
+    let msg = std::fs::read_to_string(env.root().join("mta-message")).unwrap();
+    assert!(msg.contains("To: a@example.com, b@example.com\n"), "{msg}");
+    assert!(
+        msg.contains("Subject: [INFO] tuneton-ops test message from testhost\n"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\r'), "sendmail gets local line ends");
+    // An MTA that fails is reported as a failed channel (exit 2), not a crash.
+    std::fs::write(&mta, "#!/bin/sh\necho 'queue full' >&2\nexit 75\n").unwrap();
+    let started = std::time::Instant::now();
+    let r = env.run(&["--json", "notify", "test"]);
+    assert_eq!(r.code(), 2);
+    let d = &r.json()["deliveries"][0];
+    assert!(
+        d["detail"].as_str().unwrap().contains("queue full"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        d["attempts"].as_u64().unwrap() >= 2,
+        "EX_TEMPFAIL is retried: {d}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "within alerts.retry_deadline_secs"
+    );
+    std::fs::write(&mta, "#!/bin/sh\necho 'no such user' >&2\nexit 67\n").unwrap();
+    let r = env.run(&["--json", "notify", "test"]);
+    assert_eq!(r.code(), 2);
+    assert_eq!(
+        r.json()["deliveries"][0]["attempts"],
+        1,
+        "EX_NOUSER is not retried"
+    );
+    // No channel at all: could not start.
+    env.write_config("");
+    let r = env.run(&["notify", "test"]);
+    assert_eq!(r.code(), 3);
+    assert!(
+        r.stderr().contains("no alert channel is configured"),
+        "{}",
+        r.stderr()
+    );
+}
