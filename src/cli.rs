@@ -122,7 +122,7 @@ impl Command {
     /// a backup passphrase can still run them.
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
         match self {
-            Command::RotateLogs(_) => Some(&["paths", "logs", "alerts"]),
+            Command::RotateLogs(_) => Some(&["paths", "logs"]),
             // Alert settings matter only when alerting: a plain check runs whatever they say.
             Command::Health(a) if a.alert => {
                 Some(&["paths", "app", "health", "database", "alerts"])
