@@ -14,9 +14,11 @@ use crate::exit::ExitCode;
 #[command(
     name = "tuneton-ops",
     version,
-    about = "Operations toolkit for TuneTON: backups, verification and restores",
+    about = "Operations toolkit for TuneTON: backups, verification, restores and recovery; health, alerts, log rotation, restart, diagnostics",
     long_about = "Operations toolkit for TuneTON.\n\nBacks up PostgreSQL, the application and its configuration into a \
-checksummed, encrypted repository; verifies every byte of a backup; restores with a row-for-row check.\n\n\
+checksummed, encrypted repository; verifies every byte of a backup; restores with a row-for-row check; \
+point-in-time and disaster recovery. Checks the application's health and alerts, rotates its logs, restarts it, \
+collects diagnostics.\n\n\
 Settings come from flags > environment (DB_HOST, DB_PORT, DB_USER, DB_NAME, PGPASSWORD, PGPASSFILE, ...) > \
 config file (/etc/tuneton/ops.toml, or --config / TUNETON_OPS_CONFIG) > built-in defaults.",
     after_help = ExitCode::TABLE,
