@@ -30,7 +30,33 @@ mod verify;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(usage_error(e)),
+    };
     let code = commands::run(cli);
     std::process::exit(code.code());
+}
+
+/// `--help` and `--version` exit 0; any other command-line error is bad input:
+/// exit 3 ("could not start", UNKNOWN to a monitor), never clap's 2, which a
+/// monitor would read as CRITICAL. Under `--json` stdout still gets a document.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return 0;
+    }
+    let _ = e.print();
+    if std::env::args().any(|a| a == "--json") {
+        let text = e.to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ");
+        let doc = serde_json::json!({"ok": false, "exit_code": 3, "error": format!("{message} (see --help)")});
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    exit::ExitCode::CouldNotStart.code()
 }

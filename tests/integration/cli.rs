@@ -103,3 +103,32 @@ fn committed_completions_and_man_page_are_current() {
         );
     }
 }
+
+#[test]
+fn usage_errors_exit_3_like_bad_input_and_still_print_json() {
+    // clap's own exit code would be 2, which a monitor reads as CRITICAL.
+    for args in [
+        &["backup", "--kind", "foo"][..],
+        &["health", "--format", "xml"][..],
+        &["verify-backup", "--max-age", "1s"][..],
+        &["no-such-command"][..],
+        &[][..],
+    ] {
+        let out = bin()
+            .args(args)
+            .env_remove("TUNETON_OPS_CONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+    }
+    let out = bin()
+        .args(["--json", "backup", "--kind", "foo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["exit_code"], 3);
+    assert!(doc["error"].as_str().unwrap().contains("'foo'"), "{doc}");
+    let out = bin().arg("--version").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
