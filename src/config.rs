@@ -1089,7 +1089,8 @@ impl Settings {
                 for key in flatten_keys(&serde_json::to_value(&raw).unwrap_or_default()) {
                     sources.insert(key, Source::File(path.clone()));
                 }
-                (config, Some(path))
+                // Absolute: commands hand this path to others (pitr's restore_command runs in the data directory).
+                (config, Some(std::path::absolute(&path).unwrap_or(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 (Config::default(), None)

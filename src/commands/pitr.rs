@@ -173,6 +173,18 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Quotes a word for `sh` when it needs it (plain paths stay readable).
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// The recovery settings written to postgresql.auto.conf.
 fn recovery_settings(target: &Target, action: TargetAction, restore_command: &str) -> String {
     let mut s = String::from("\n# written by tuneton-ops pitr\n");
@@ -356,13 +368,17 @@ impl Recovery {
         action: TargetAction,
     ) -> Result<Recovery> {
         let exe = std::env::current_exe().context("locating the tuneton-ops binary")?;
+        // PostgreSQL runs this with sh in the data directory: absolute, shell-quoted paths.
         let restore_command = match &ctx.settings.file {
             Some(f) => format!(
                 "{} --config {} --quiet wal-fetch %f %p",
-                exe.display(),
-                f.display()
+                sh_quote(&exe.display().to_string()),
+                sh_quote(&f.display().to_string())
             ),
-            None => format!("{} --quiet wal-fetch %f %p", exe.display()),
+            None => format!(
+                "{} --quiet wal-fetch %f %p",
+                sh_quote(&exe.display().to_string())
+            ),
         };
         let settings = recovery_settings(&target, action, &restore_command);
         let aside = PathBuf::from(format!(
@@ -577,5 +593,18 @@ mod tests {
         assert!(s.contains("recovery_target_name = 'it''s'"));
         assert!(s.contains("recovery_target_action = 'pause'"));
         assert!(s.contains("restore_command = 'x wal-fetch %f %p'"));
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(
+            sh_quote("/usr/local/bin/tuneton-ops"),
+            "/usr/local/bin/tuneton-ops"
+        );
+        assert_eq!(
+            sh_quote("/etc/tune ton/ops.toml"),
+            "'/etc/tune ton/ops.toml'"
+        );
+        assert_eq!(sh_quote("/a'b"), "'/a'\\''b'");
     }
 }
