@@ -81,6 +81,9 @@ impl S3Repo {
             bucket = bucket.with_path_style();
         }
         bucket.set_request_timeout(Some(Duration::from_secs(cfg.request_timeout_secs)));
+        // Our `call` retries with its own deadline; rust-s3's extra retry (1 s, then
+        // the whole request again) would double every hung request's time.
+        s3::set_retries(0);
         // We retry ourselves, with classification and a deadline.
         s3::set_retries(0);
         Ok(S3Repo {
@@ -131,6 +134,8 @@ impl S3Repo {
                         self.bucket.name(),
                         code.unwrap_or_else(|| "HTTP 403".into())
                     )),
+                    // 501 Not Implemented: this store lacks the operation; asking again changes nothing.
+                    501 => Failure::Permanent(format!("HTTP 501 {}: the store does not implement this request", code.unwrap_or_default())),
                     429 | 500..=599 => Failure::Transient(format!("HTTP {status} {}", code.unwrap_or_default())),
                     _ => Failure::Permanent(format!("HTTP {status}: {}", code.unwrap_or_else(|| truncate(body)))),
                 }
@@ -149,7 +154,8 @@ impl S3Repo {
         what: &str,
         mut f: impl FnMut() -> std::result::Result<T, S3Error>,
     ) -> Result<Option<T>> {
-        let deadline = Instant::now() + self.retry_deadline;
+        let started = Instant::now();
+        let deadline = started + self.retry_deadline;
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
@@ -161,7 +167,8 @@ impl S3Repo {
                     Failure::Transient(msg) => {
                         if Instant::now() + delay > deadline {
                             bail!(
-                                "{what}: still failing after {attempt} attempts over {}s (s3.retry_deadline_secs): {msg}",
+                                "{what}: still failing after {attempt} attempt(s) over {:.0}s (s3.retry_deadline_secs = {}): {msg}",
+                                started.elapsed().as_secs_f64(),
                                 self.retry_deadline.as_secs()
                             );
                         }
