@@ -27,6 +27,10 @@ pub struct VerifyReport {
     pub path: String,
     pub ok: bool,
     pub problems: Vec<String>,
+    /// The check failed for a reason outside the backup: its stored bytes match
+    /// the manifest, but they could not be decrypted (wrong passphrase or key,
+    /// an interrupted gpg). Such a run says nothing about the backup.
+    pub inconclusive: bool,
     /// What the structural check saw.
     pub structure: Option<String>,
     pub stored_size: u64,
@@ -45,6 +49,7 @@ pub fn verify_entry(
     let mut problems = Vec::new();
     let mut structure = None;
     let mut digests = StreamDigests::default();
+    let mut inconclusive = false;
     if let Some(m) = &entry.manifest {
         if entry.size != m.digests.stored_size {
             problems.push(format!(
@@ -76,7 +81,13 @@ pub fn verify_entry(
                         want.stored_sha256
                     ),
                 ),
-                Ok(_) => {}
+                Ok((sha, _)) => {
+                    inconclusive = entry.size == want.stored_size;
+                    problems.push(format!(
+                        "the stored bytes match the manifest (sha256 {sha}): the backup is intact, but it could not be \
+                         decrypted here (wrong passphrase or key, or decryption was interrupted); not recorded as failed"
+                    ));
+                }
                 Err(e) => problems.push(format!("reading {}: {e}", entry.location)),
             }
         } else {
@@ -105,6 +116,7 @@ pub fn verify_entry(
         path: entry.location.clone(),
         ok: problems.is_empty(),
         problems,
+        inconclusive,
         structure,
         stored_size: digests.stored_size,
         content_size: digests.content_size,

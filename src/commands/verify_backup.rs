@@ -104,6 +104,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         let report = verify_entry(entry, repo.as_ref(), &crypto, &pg);
         let mut problems = report.problems.clone();
         let mut comparison: Option<Vec<TableComparison>> = None;
+        let mut inconclusive = report.inconclusive;
         if args.restore_test && entry.kind == BackupKind::Db && report.ok {
             match restore_test(ctx, entry, repo.as_ref(), &crypto, &pg) {
                 Ok(rows) => {
@@ -120,7 +121,11 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
                     }
                     comparison = Some(rows);
                 }
-                Err(e) => problems.push(format!("restore test: {e:#}")),
+                Err(e) => {
+                    // The scratch database could not be reached: that says nothing about the backup.
+                    inconclusive |= format!("{e:#}").contains("cannot connect to PostgreSQL");
+                    problems.push(format!("restore test: {e:#}"));
+                }
             }
         }
         let ok = problems.is_empty();
@@ -129,7 +134,12 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         } else {
             "full-read"
         };
-        if let Err(e) = repo.record_verification(
+        if inconclusive {
+            log::warn!(
+                "{}: could not be verified here; its previous verification state is kept",
+                entry.id
+            );
+        } else if let Err(e) = repo.record_verification(
             entry,
             &VerificationRecord {
                 ok,
@@ -182,6 +192,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
             "id": report.id, "kind": report.kind, "path": report.path, "ok": ok, "problems": problems,
             "structure": report.structure, "stored_size": report.stored_size, "content_size": report.content_size,
             "seconds": report.seconds, "legacy": entry.legacy.is_some(), "restore_test": comparison,
+            "inconclusive": inconclusive, "recorded": !inconclusive,
         }));
     }
 

@@ -59,10 +59,30 @@ fn one_flipped_byte_anywhere_fails_verify_and_restore_refuses() {
 fn wrong_passphrase_is_a_clear_error_exit_2() {
     let env = TestEnv::new("wrong_pass");
     let (id, _) = env.backup("db");
+    assert_eq!(env.run(&["verify-backup", &id]).code(), 0);
     write_secret(&env.root().join("passphrase"), "not the passphrase");
-    let r = env.run(&["verify-backup", &id]);
+    let r = env.run(&["--json", "verify-backup", &id]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert!(r.stderr().contains("bad passphrase"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("the backup is intact"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(r.json()["backups"][0]["recorded"], false);
+    // A mistake on this host says nothing about the backup: it stays verified
+    // (disaster-recover still takes it).
+    assert_eq!(env.list()[0]["state"], "verified");
+    // A database that cannot be reached for the restore test: the same.
+    write_secret(&env.root().join("passphrase"), PASSPHRASE);
+    let out = env
+        .cmd(&["verify-backup", &id, "--restore-test"])
+        .env("DB_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(env.list()[0]["state"], "verified");
+    write_secret(&env.root().join("passphrase"), "not the passphrase");
     let r = env.run(&["restore", &id, "--target-db", "t_wrong_pass_r"]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert!(!db_exists("t_wrong_pass_r"));
