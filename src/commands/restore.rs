@@ -95,7 +95,7 @@ impl DbRestorePlan {
                 format!("exists, {} relations", self.relations)
             },
             if self.clean {
-                "dropping existing objects first"
+                "replacing the objects the backup contains (pg_restore --clean; other tables are left as they are)"
             } else {
                 "into an empty database"
             }
@@ -137,10 +137,22 @@ impl DbRestorePlan {
             .and_then(|m| m.database.as_ref())
             .map(|d| &d.tables);
         let rows = compare_rows(pg, db, expected)?;
+        // Tables the backup does not contain were left alone by pg_restore --clean:
+        // reported, not counted against the restore.
         let mismatches = rows
             .iter()
-            .filter(|r| expected.is_some() && !r.matches())
+            .filter(|r| r.expected.is_some() && !r.matches())
             .count();
+        for r in rows
+            .iter()
+            .filter(|r| expected.is_some() && r.expected.is_none())
+        {
+            log::warn!(
+                "{db}: table {} is not in backup {} and was left as it was",
+                r.table,
+                entry.id
+            );
+        }
         if mismatches > 0 {
             log::error!("{}", rows_table(&rows, expected.is_some()));
             bail!(
@@ -167,10 +179,12 @@ pub fn rows_table(rows: &[TableComparison], have_manifest: bool) -> String {
     let mut text = format!("{:<40} {:>12} {:>12}\n", "table", "manifest", "restored");
     for r in rows {
         let f = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-        let mark = if have_manifest && !r.matches() {
-            "  MISMATCH"
-        } else {
+        let mark = if !have_manifest || r.matches() {
             ""
+        } else if r.expected.is_none() {
+            "  not in the backup: left as it was"
+        } else {
+            "  MISMATCH"
         };
         text.push_str(&format!(
             "{:<40} {:>12} {:>12}{mark}\n",

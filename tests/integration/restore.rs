@@ -11,7 +11,8 @@ fn non_empty_target_is_refused_without_clean_and_replaced_with_it() {
     psql("postgres", &format!("CREATE DATABASE {target}"));
     psql(
         &target,
-        "CREATE TABLE users (id int); INSERT INTO users VALUES (1)",
+        "CREATE TABLE users (id int); INSERT INTO users VALUES (1); \
+         CREATE TABLE local_notes (id int); INSERT INTO local_notes VALUES (1), (2)",
     );
 
     let r = env.run(&["restore", &id, "--target-db", &target]);
@@ -49,6 +50,13 @@ fn non_empty_target_is_refused_without_clean_and_replaced_with_it() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(count(&target, "users"), 300);
     assert_eq!(count(&target, "tracks"), 1500);
+    // A table the backup does not contain is left alone, and said so; not a failure.
+    assert_eq!(count(&target, "local_notes"), 2);
+    assert!(
+        r.stdout().contains("not in the backup: left as it was"),
+        "{}",
+        r.stdout()
+    );
 }
 
 #[test]
