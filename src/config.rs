@@ -1268,8 +1268,14 @@ impl Settings {
                     problems.push("encryption: set only one of passphrase_file, passphrase_env, passphrase_command".into());
                 }
                 if let Some(p) = &e.passphrase_file {
-                    if let Err(err) = check_secret_file_mode(p) {
-                        problems.push(format!("encryption.passphrase_file: {err}"));
+                    if !p.is_absolute() {
+                        problems.push(format!(
+                            "encryption.passphrase_file: must be an absolute path, got {:?} (it would be read relative to wherever the command runs)",
+                            p.display().to_string()
+                        ));
+                    } else if let Err(err) = read_secret_file(p) {
+                        // Mode, readability and an empty file: found by `config check`, not at 2 a.m.
+                        problems.push(format!("encryption.passphrase_file: {err:#}"));
                     }
                 }
                 if let Some(v) = &e.passphrase_env {
