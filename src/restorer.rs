@@ -107,6 +107,17 @@ pub fn restore_db(
             pg.command_timeout.as_secs()
         );
     }
+    // The first failure is the cause: a decryption error (wrong passphrase) makes
+    // pg_restore see a short file, and its "input file is too short" hides why.
+    if let Err(e) = &decoded {
+        if !format!("{e:#}").contains("the restore tool stopped reading") {
+            return Err(decoded.unwrap_err().context(format!(
+                "reading the backup during restore (then {}: {})",
+                tool_name(format),
+                err.lines().next().unwrap_or("exited").trim()
+            )));
+        }
+    }
     if !status.success() {
         bail!(
             "{} into {} failed ({status}): {err}",

@@ -85,6 +85,11 @@ fn wrong_passphrase_is_a_clear_error_exit_2() {
     write_secret(&env.root().join("passphrase"), "not the passphrase");
     let r = env.run(&["restore", &id, "--target-db", "t_wrong_pass_r"]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("bad passphrase"),
+        "the cause, not pg_restore's short read: {}",
+        r.stderr()
+    );
     assert!(!db_exists("t_wrong_pass_r"));
 }
 
