@@ -59,6 +59,11 @@ pub struct DbRestorePlan {
 impl DbRestorePlan {
     /// Refuses (exit 3) a non-empty target unless `clean`.
     pub fn new(pg: &PgTarget, db: &str, clean: bool) -> Result<DbRestorePlan> {
+        if ["template0", "template1"].contains(&db) {
+            return Err(could_not_start(format!(
+                "refusing to restore into {db}: it is a template database (every new database would inherit the restored objects)"
+            )));
+        }
         let exists = pg.database_exists(db)?;
         let relations = if exists {
             user_relation_count(pg, db)?
@@ -67,7 +72,7 @@ impl DbRestorePlan {
         };
         if relations > 0 && !clean {
             return Err(could_not_start(format!(
-                "database {db} is not empty ({relations} relations); pass --clean (and --yes in scripts) to replace its contents, or choose a new --target-db"
+                "database {db} is not empty ({relations} relations); pass --clean (and --yes in scripts) to replace its contents, or restore into another database"
             )));
         }
         Ok(DbRestorePlan {
@@ -206,6 +211,18 @@ pub struct DirRestorePlan {
 impl DirRestorePlan {
     /// Refuses (exit 3) a non-empty directory unless `clean` (then it is moved aside, never deleted).
     pub fn new(dir: &Path, clean: bool) -> Result<DirRestorePlan> {
+        if !dir.is_absolute() || dir.parent().is_none() {
+            return Err(could_not_start(format!(
+                "refusing to restore into {:?}: the target directory must be an absolute path other than /",
+                dir.display().to_string()
+            )));
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(could_not_start(format!(
+                "{} exists and is not a directory; choose a directory to restore into",
+                dir.display()
+            )));
+        }
         let non_empty = dir.is_dir() && std::fs::read_dir(dir)?.next().is_some();
         if non_empty && !clean {
             return Err(could_not_start(format!(
@@ -270,6 +287,11 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
                     entry.id
                 )));
             };
+            if db == pg.maintenance_db {
+                return Err(could_not_start(format!(
+                    "refusing to restore into {db}: it is the maintenance database (database.maintenance_db); choose another --target-db"
+                )));
+            }
             let plan = DbRestorePlan::new(&pg, &db, args.clean)?;
             let what = plan.describe(&entry, &pg);
             if ctx.global.dry_run {

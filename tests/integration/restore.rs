@@ -111,3 +111,30 @@ fn directory_restore_moves_the_old_tree_aside_never_deletes_it() {
         "keep me"
     );
 }
+
+#[test]
+fn risky_restore_targets_are_refused_before_any_work() {
+    let env = TestEnv::new("risky_targets");
+    let (db_id, _) = env.backup("db");
+    let (app_id, _) = env.backup("app");
+    for target in ["template1", "postgres"] {
+        let r = env.run(&["--yes", "restore", &db_id, "--target-db", target, "--clean"]);
+        assert_eq!(r.code(), 3, "{target}: {}", r.stderr());
+        assert!(r.stderr().contains("refusing"), "{}", r.stderr());
+    }
+    let file = env.root().join("a-file");
+    std::fs::write(&file, "keep me").unwrap();
+    for target in ["/", "relative/dir", file.to_str().unwrap()] {
+        let r = env.run(&[
+            "--yes",
+            "restore",
+            &app_id,
+            "--target-dir",
+            target,
+            "--clean",
+        ]);
+        assert_eq!(r.code(), 3, "{target}: {}", r.stderr());
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    assert!(!std::path::Path::new("relative").exists());
+}
