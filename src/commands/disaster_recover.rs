@@ -119,12 +119,15 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
     let pg = PgTarget::from_config(&cfg.database);
 
     let mut steps = Vec::new();
+    let mut refusals: Vec<String> = Vec::new();
     if !args.skip_db {
         let e = choose(&entries, BackupKind::Db, args.allow_unverified, &location)?;
-        steps.push(Step::Db(
-            e,
-            DbRestorePlan::new(&pg, &cfg.database.name, args.clean)?,
-        ));
+        // A dry run shows the whole plan, refusals included; a real run stops at the first.
+        match DbRestorePlan::new(&pg, &cfg.database.name, args.clean) {
+            Ok(plan) => steps.push(Step::Db(e, plan)),
+            Err(err) if ctx.global.dry_run => refusals.push(format!("{}: {err:#}", e.id)),
+            Err(err) => return Err(err),
+        }
     }
     for (skip, kind, dir) in [
         (args.skip_app, BackupKind::App, &cfg.paths.app_dir),
@@ -132,10 +135,14 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
     ] {
         if !skip {
             let e = choose(&entries, kind, args.allow_unverified, &location)?;
-            steps.push(Step::Dir(e, DirRestorePlan::new(dir, args.clean)?));
+            match DirRestorePlan::new(dir, args.clean) {
+                Ok(plan) => steps.push(Step::Dir(e, plan)),
+                Err(err) if ctx.global.dry_run => refusals.push(format!("{}: {err:#}", e.id)),
+                Err(err) => return Err(err),
+            }
         }
     }
-    if steps.is_empty() {
+    if steps.is_empty() && refusals.is_empty() {
         return Err(could_not_start(
             "nothing to recover: --skip-db, --skip-app and --skip-config all given",
         ));
@@ -178,11 +185,25 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+        let text = if refusals.is_empty() {
+            text
+        } else {
+            format!(
+                "{text}\nand would REFUSE (fix these, or pass --clean / --skip-*):\n  {}",
+                refusals.join("\n  ")
+            )
+        };
         ctx.emit(
-            &json!({"dry_run": true, "repository": location, "fetch": fetch, "actions": actions}),
+            &json!({"dry_run": true, "repository": location, "fetch": fetch, "actions": actions,
+                    "refused": refusals}),
             &text,
         );
-        return Ok(ExitCode::Success);
+        // The real run would not start: say so in the exit code too.
+        return Ok(if refusals.is_empty() {
+            ExitCode::Success
+        } else {
+            ExitCode::CouldNotStart
+        });
     }
     let replacing: Vec<String> = steps
         .iter()

@@ -120,6 +120,15 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
         files_of(&src.root().join("etc"))
     );
 
+    // A dry run now shows every refusal, not only the first.
+    let r = dst.run(&["--json", "--dry-run", "disaster-recover"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert_eq!(
+        r.json()["refused"].as_array().unwrap().len(),
+        3,
+        "{}",
+        r.stdout()
+    );
     // Again, without --clean: the targets are no longer empty; refused, nothing touched.
     let r = dst.run(&["--yes", "disaster-recover"]);
     assert_eq!(r.code(), 3, "{}", r.stderr());
