@@ -198,7 +198,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         let Some(newest) = all.iter().rev().find(|e| e.kind == *k) else {
             continue;
         };
-        let hours = (Utc::now() - newest.time).num_seconds() as f64 / 3600.0;
+        let hours = (Utc::now() - newest.time).num_milliseconds() as f64 / 3_600_000.0;
         let state = if crit.is_some_and(|c| hours > c as f64) {
             code = code.worst(ExitCode::Failed);
             "CRITICAL"

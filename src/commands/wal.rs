@@ -362,7 +362,7 @@ pub fn archive_status(
             ));
         }
         Some((name, at)) => {
-            let hours = (Utc::now() - *at).num_seconds() as f64 / 3600.0;
+            let hours = (Utc::now() - *at).num_milliseconds() as f64 / 3_600_000.0;
             let old = max_age_hours.is_some_and(|h| hours > h as f64);
             if old {
                 code = code.worst(ExitCode::Warning);
