@@ -152,10 +152,36 @@ pub fn encode<R: Read + Send, W: Write + Send>(
     let (mut stored_hash, mut stored_size) = (Sha256::new(), 0u64);
     {
         let plain = HashingReader::new(source, &mut content_hash, &mut content_size, progress);
-        let compressed = compression.reader(plain)?;
-        let mut sink = HashingWriter::new(out, &mut stored_hash, &mut stored_size);
-        crypto.encrypt(compressed, &mut sink)?;
-        sink.flush().context("flushing the backup file")?;
+        // Reading the source, hashing and compressing run on their own thread,
+        // writing into a pipe that gpg reads: with all of it on the thread that
+        // drives gpgme, each stage waited for the others (the source stalled while
+        // gpg was fed, gpg idled while we compressed), and a backup took about
+        // twice as long as `pg_dump | zstd | gpg` on two cores.
+        let (compressed, mut pipe_in) = io::pipe().context("creating a pipe")?;
+        enlarge_pipe(&pipe_in);
+        let (compressing, encrypting) = std::thread::scope(|s| {
+            let compressor = s.spawn(move || -> Result<()> {
+                let mut reader = compression.reader(plain)?;
+                io::copy(&mut reader, &mut pipe_in).context("compressing")?;
+                Ok(())
+            });
+            let mut sink = HashingWriter::new(out, &mut stored_hash, &mut stored_size);
+            let encrypting = crypto
+                .encrypt(compressed, &mut sink)
+                .and_then(|()| sink.flush().context("flushing the backup file"));
+            let compressing = compressor
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("compression thread panicked")));
+            (compressing, encrypting)
+        });
+        // A source or compression error ends the pipe early, which gpg sees as a
+        // normal end of input: that error decides, never a "successful" encryption.
+        // When encryption fails first, the compressor's broken pipe is only a consequence.
+        match (compressing, encrypting) {
+            (Err(c), Ok(())) => return Err(c),
+            (_, Err(e)) => return Err(e),
+            (Ok(()), Ok(())) => {}
+        }
     }
     Ok(StreamDigests {
         stored_size,
@@ -163,6 +189,16 @@ pub fn encode<R: Read + Send, W: Write + Send>(
         content_size,
         content_sha256: hex::encode(content_hash.finalize()),
     })
+}
+
+/// Up to 1 MiB of pipe buffer between the compressor and gpg (64 KiB by default),
+/// so short stalls on either side do not stop the other. Best effort.
+fn enlarge_pipe(pipe: &io::PipeWriter) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; failure only leaves the default size.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
 }
 
 /// A decompressor on the write side, so gpg's output can be pushed through it.

@@ -134,8 +134,12 @@ impl S3Repo {
                         self.bucket.name(),
                         code.unwrap_or_else(|| "HTTP 403".into())
                     )),
-                    // 501 Not Implemented: this store lacks the operation; asking again changes nothing.
-                    501 => Failure::Permanent(format!("HTTP 501 {}: the store does not implement this request", code.unwrap_or_default())),
+                    // 501: the server does not implement the request (s3s-fs has no
+                    // ListMultipartUploads); asking again for 300 s changes nothing.
+                    501 => Failure::Permanent(format!(
+                        "HTTP 501 {}: this S3 server does not implement the request",
+                        code.unwrap_or_default()
+                    )),
                     429 | 500..=599 => Failure::Transient(format!("HTTP {status} {}", code.unwrap_or_default())),
                     _ => Failure::Permanent(format!("HTTP {status}: {}", code.unwrap_or_else(|| truncate(body)))),
                 }
@@ -632,6 +636,28 @@ mod tests {
         let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
         assert_eq!(xml_code(body).as_deref(), Some("SignatureDoesNotMatch"));
         assert_eq!(xml_code("plain"), None);
+    }
+
+    #[test]
+    fn not_implemented_is_permanent_and_unavailable_is_retried() {
+        let cfg = S3Config {
+            enabled: true,
+            bucket: "b".into(),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some(crate::config::Secret::new("s")),
+            ..Default::default()
+        };
+        let repo = S3Repo::open(&cfg).unwrap();
+        let body = "<Error><Code>NotImplemented</Code></Error>".to_string();
+        assert!(matches!(
+            repo.classify(&S3Error::HttpFailWithBody(501, body)),
+            Failure::Permanent(m) if m.contains("does not implement")
+        ));
+        let body = "<Error><Code>SlowDown</Code></Error>".to_string();
+        assert!(matches!(
+            repo.classify(&S3Error::HttpFailWithBody(503, body)),
+            Failure::Transient(_)
+        ));
     }
 
     #[test]
