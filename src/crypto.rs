@@ -80,6 +80,24 @@ const OWNER_FILE: &str = "tuneton-ops.pid";
 /// Stops the agents of, and removes, private homes whose run died without
 /// cleaning up (SIGKILL, power loss), so agents do not pile up.
 fn reap_stale_homes() {
+    reap_homes(|pid| {
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        !alive
+    });
+}
+
+/// On an interrupt: stops the agents of this run's private homes and removes
+/// them (Drop does not run when the process exits from a signal), so no agent
+/// outlives the run holding a copy of its environment.
+pub fn remove_this_runs_homes() {
+    let me = std::process::id() as i32;
+    reap_homes(|pid| pid == me);
+}
+
+/// Stops the agent of, and removes, every private home whose owner PID `doomed` picks.
+fn reap_homes(doomed: impl Fn(i32) -> bool) {
     let Ok(rd) = std::fs::read_dir("/tmp") else {
         return;
     };
@@ -94,10 +112,7 @@ fn reap_stale_homes() {
         else {
             continue;
         };
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
+        if doomed(pid) {
             kill_agent(&path);
             let _ = std::fs::remove_dir_all(&path);
         }

@@ -33,7 +33,7 @@ impl ExitCode {
     }
 
     /// The table printed in `--help` and the man page.
-    pub const TABLE: &'static str = "Exit codes:\n  0  success (checks: OK)\n  1  warning: finished, but something needs attention (wal-fetch: not in the archive)\n  2  failed (checks: CRITICAL): nothing was published or restored\n  3  could not start: bad config or input, missing tool, lock held by another run\n  126  wal-fetch only: any other failure, so PostgreSQL aborts recovery";
+    pub const TABLE: &'static str = "Exit codes:\n  0  success (checks: OK)\n  1  warning: finished, but something needs attention (wal-fetch: not in the archive)\n  2  failed (checks: CRITICAL): nothing was published or restored\n  3  could not start: bad config or input, missing tool, lock held by another run\n  126  wal-fetch only: any other failure, so PostgreSQL aborts recovery\n  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM: stopped, nothing unfinished published";
 }
 
 impl fmt::Display for ExitCode {

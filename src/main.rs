@@ -24,6 +24,7 @@ mod repo;
 mod restorer;
 mod retention;
 mod service;
+mod signals;
 mod stream;
 mod verify;
 

@@ -172,6 +172,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     } else {
         None
     };
+    // PostgreSQL reads wal-push/wal-fetch's exit status itself: leave their signals alone.
+    if mutating && !matches!(cli.command, Command::WalPush(_) | Command::WalFetch(_)) {
+        crate::signals::install(job);
+    }
     let started = std::time::Instant::now();
     if mutating {
         log::debug!("{job} started (pid {})", std::process::id());

@@ -286,6 +286,42 @@ fn sigkill_mid_backup_leaves_nothing_that_looks_finished_and_a_second_run_exits_
 }
 
 #[test]
+fn sigterm_mid_backup_exits_143_says_so_and_leaves_no_gnupg_home() {
+    let env = TestEnv::new("sigterm");
+    let holder = hold_lock(&env.db, "tracks");
+    let mut run = env
+        .cmd(&["backup", "--kind", "db"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_process("pg_dump", &env.db, Duration::from_secs(20)).expect("pg_dump started");
+    let pid = run.id().to_string();
+    let owned_homes = || {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("tuneton-ops.pid")).is_ok_and(|p| p == pid)
+            })
+            .count()
+    };
+    assert_eq!(owned_homes(), 1, "the run has its private GnuPG home");
+    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+    let status = run.wait().unwrap();
+    holder.release();
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM");
+    assert_eq!(
+        owned_homes(),
+        0,
+        "home (and agent) gone at once, not at the next run"
+    );
+    let log = std::fs::read_to_string(env.root().join("log/backup.log")).unwrap();
+    assert!(log.contains("interrupted by SIGTERM"), "{log}");
+    assert!(env.list().is_empty(), "an interrupted backup is not listed");
+}
+
+#[test]
 fn two_backups_in_the_same_second_both_survive() {
     let env = TestEnv::new("same_second");
     env.write_config("[retention]\nenabled = false\n");
