@@ -171,7 +171,11 @@ fn run_parallel(jobs: Vec<Job>) -> Vec<CheckResult> {
                         let mut r = CheckResult::new(
                             p.1.clone(),
                             p.3,
-                            format!("no answer within {}s (timeout_secs)", p.4.as_secs_f64()),
+                            format!(
+                                "no answer within {}s (health.{}.timeout_secs)",
+                                p.4.as_secs_f64(),
+                                p.1.split(':').next().unwrap_or(&p.1)
+                            ),
                         );
                         r.elapsed = started.elapsed();
                         r.elapsed_ms = r.elapsed.as_millis();
@@ -220,6 +224,7 @@ fn jobs_for(cfg: &Config, only: &[CheckKind]) -> Vec<Job> {
     if wanted(CheckKind::Database, h.database.enabled) {
         let mut target = PgTarget::from_config(&cfg.database);
         target.connect_timeout = secs(h.database.timeout_secs);
+        target.connect_timeout_key = "health.database.timeout_secs";
         target.command_timeout = secs(h.database.timeout_secs);
         let db = cfg.database.name.clone();
         let t = h.database.clone();

@@ -328,6 +328,10 @@ fn a_black_holed_database_is_critical_within_its_timeout() {
             .contains("no answer within 2s"),
         "{db}"
     );
+    // The deadline that applied is health's own, and the message names that key.
+    let summary = db["summary"].as_str().unwrap();
+    assert!(summary.contains("(health.database.timeout_secs)"), "{db}");
+    assert!(!summary.contains("database.connect_timeout_secs"), "{db}");
     assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
     assert!(
         elapsed <= Duration::from_millis(2200),
