@@ -297,7 +297,7 @@ fn http_check(
     t: &crate::config::TimedCheckConfig,
 ) -> CheckResult {
     let timeout = Duration::from_secs(t.timeout_secs);
-    let where_ = http::describe_url(url);
+    let where_ = http::describe_url_with_path(url);
     match http::probe(url, expect, timeout) {
         Probe::Unreachable(e) => {
             CheckResult::new("http", Status::Critical, format!("no answer: {e}"))

@@ -82,6 +82,9 @@ fn all_green_reports_values_in_every_format_and_exits_0() {
     assert_eq!(by("service")["values"]["state"]["state"], "running");
     assert_eq!(by("http")["values"]["status_code"], 200);
     assert_eq!(by("http")["values"]["version"], "1.4.2");
+    // The health URL is no secret: messages show its path (never userinfo or query).
+    assert_eq!(by("http")["values"]["url"], app.url());
+    assert!(app.url().ends_with("/health"));
     let db = by("database");
     assert!(
         db["values"]["server_version"]
