@@ -709,6 +709,16 @@ fn bad_log_config_exits_3_naming_the_key_and_needs_no_backup_settings() {
     std::fs::write(env.app().join("app.log"), b"x\n").unwrap();
     let r = env.run(&["rotate-logs"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    // An unknown set name in a valid config: could not start (3), the valid names listed, JSON under --json.
+    let r = env.run(&["--json", "rotate-logs", "--set", "nope"]);
+    assert_eq!(r.code(), 3, "{}\n{}", r.stdout(), r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["exit_code"], 3);
+    let err = doc["error"].as_str().unwrap();
+    assert!(
+        err.contains("--set nope: no such log set") && err.contains("(configured: app)"),
+        "{err}"
+    );
     // Quiet success for schedulers: nothing on stdout when there is nothing to look at.
     std::fs::write(env.app().join("app.log"), vec![b'x'; 10_000]).unwrap();
     let r = env.run(&["--quiet", "rotate-logs", "--force"]);
