@@ -726,3 +726,34 @@ fn bad_log_config_exits_3_naming_the_key_and_needs_no_backup_settings() {
     assert_eq!(r.stdout(), "");
     assert_eq!(env.archives("app.log").len(), 1);
 }
+
+#[test]
+fn a_set_matching_no_file_is_a_warning_naming_it_but_not_due_is_success() {
+    let env = LogEnv::new(
+        "[[logs.sets]]\nname = \"app\"\npaths = [\"{r}/app/app.log\"]\nmax_size = \"10K\"\nreopen = \"copytruncate\"\n\n\
+         [[logs.sets]]\nname = \"typo\"\npaths = [\"{r}/nothing/*.log\", \"{r}/app/absent.log\"]\nreopen = \"copytruncate\"\n",
+    );
+    std::fs::write(env.app().join("app.log"), b"small\n").unwrap();
+    let r = env.run(&["--json", "rotate-logs"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout(), r.stderr());
+    let doc = r.json();
+    let notes = doc["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{doc}");
+    assert_eq!(notes[0]["status"], "warning");
+    let r0 = env.root().display();
+    assert_eq!(
+        notes[0]["message"],
+        format!(
+            "log set \"typo\": no file matches {r0}/nothing/*.log, {r0}/app/absent.log (logs.sets[1].paths); check the paths"
+        )
+    );
+    // The text report says it too, and the file that exists was left alone.
+    let r = env.run(&["rotate-logs"]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stdout().contains("log set \"typo\": no file matches"), "{}", r.stdout());
+    assert_eq!(std::fs::read(env.app().join("app.log")).unwrap(), b"small\n");
+    // A set whose files exist but none is due: success.
+    let r = env.run(&["--json", "rotate-logs", "--set", "app"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["notes"].as_array().unwrap().len(), 0);
+}
