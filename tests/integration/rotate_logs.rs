@@ -757,3 +757,27 @@ fn a_set_matching_no_file_is_a_warning_naming_it_but_not_due_is_success() {
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
     assert_eq!(r.json()["notes"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn force_under_copytruncate_leaves_a_file_of_one_block_and_says_so() {
+    let env = LogEnv::new(
+        "[[logs.sets]]\nname = \"app\"\npaths = [\"{r}/app/app.log\"]\nmax_size = \"100M\"\nreopen = \"copytruncate\"\n",
+    );
+    std::fs::write(env.app().join("app.log"), b"one short line\n").unwrap();
+    let r = env.run(&["--json", "rotate-logs", "--force"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    let f = &r.json()["files"][0];
+    assert_eq!(f["action"], "skipped", "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not more than one filesystem block"),
+        "{f}"
+    );
+    assert_eq!(
+        std::fs::read(env.app().join("app.log")).unwrap(),
+        b"one short line\n"
+    );
+    assert!(env.archives("app.log").is_empty());
+}
