@@ -24,6 +24,7 @@ use crate::checks::{
     human_bytes, judge, DiskUsage, LoadAvg, MemInfo, PerfDatum, Status, Threshold,
 };
 use crate::config::Config;
+use crate::atomic_file::{MissingDir, Parent};
 use crate::db::PgTarget;
 use crate::exit::ExitCode;
 use crate::http::{self, HealthExpect, Probe};
@@ -953,7 +954,7 @@ fn alert_on_changes(
         });
     }
     let bytes = serde_json::to_vec_pretty(&state)?;
-    crate::atomic_file::write_replacing(state_file, &bytes, 0o600).with_context(|| {
+    crate::atomic_file::write_replacing(state_file, &bytes, 0o600, Parent::Create).with_context(|| {
         format!(
             "saving the alert state (health.state_file {})",
             state_file.display()
@@ -986,12 +987,21 @@ pub fn run(ctx: &Ctx, args: HealthArgs) -> Result<ExitCode> {
     let mut prom_error = None;
     if let Some(p) = &args.prom_file {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-        if let Err(e) =
-            crate::atomic_file::write_replacing(p, prometheus_text(&results, now).as_bytes(), 0o644)
-        {
+        if let Err(e) = crate::atomic_file::write_replacing(
+            p,
+            prometheus_text(&results, now).as_bytes(),
+            0o644,
+            Parent::MustExist,
+        ) {
             log::error!("writing the Prometheus textfile {}: {e:#}", p.display());
-            prom_error = Some(format!("{e:#}"));
-            code = code.worst(ExitCode::Warning);
+            prom_error = Some(format!("--prom-file {}: {e:#}", p.display()));
+            // A directory that is not there is a bad argument (could not do what
+            // was asked: 3); a write that failed in an existing one is a warning.
+            code = code.worst(if e.is::<MissingDir>() {
+                ExitCode::CouldNotStart
+            } else {
+                ExitCode::Warning
+            });
         }
     }
     let elapsed_ms = started.elapsed().as_millis();

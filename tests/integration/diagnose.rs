@@ -334,16 +334,29 @@ fn the_bundle_holds_every_part_and_no_secret_in_any_encoding() {
         ),
     )
     .unwrap();
-    let r = run_with_secrets(
-        &env,
-        &[
-            "--json",
-            "diagnose",
-            "--email",
-            "--out",
-            env.root().join("elsewhere/b.tar.gz").to_str().unwrap(),
-        ],
+    let out = env.root().join("elsewhere/b.tar.gz");
+    let args = [
+        "--json",
+        "diagnose",
+        "--email",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // --out in a directory that does not exist: could not start, nothing created, no mail.
+    let r = run_with_secrets(&env, &args);
+    assert_eq!(r.code(), 3, "{}\n{}", r.stdout(), r.stderr());
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "directory {} does not exist (not created",
+            env.root().join("elsewhere").display()
+        )),
+        "{err}"
     );
+    assert!(!env.root().join("elsewhere").exists());
+    assert!(smtp.mails().is_empty());
+    std::fs::create_dir(env.root().join("elsewhere")).unwrap();
+    let r = run_with_secrets(&env, &args);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
     let bundle = env.root().join("elsewhere/b.tar.gz");
     let dir = extract(&bundle, &env.root().join("x2"));
