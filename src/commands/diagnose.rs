@@ -25,9 +25,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Ctx;
+use crate::atomic_file::Parent;
 use crate::checks::{human_bytes, parse_mountinfo, DiskUsage, LoadAvg, MemInfo};
 use crate::config::{Config, Settings};
-use crate::atomic_file::Parent;
 use crate::db::PgTarget;
 use crate::exit::{could_not_start, ExitCode};
 use crate::notify::{Event, Notifier, Severity};
@@ -902,7 +902,7 @@ pub fn run(ctx: &Ctx, args: DiagnoseArgs) -> Result<ExitCode> {
         "part_max_bytes": max,
         "parts": entries,
         "redacted": redactor.report(),
-        "redaction": "every part was redacted: known secrets (plain, URL-encoded, base64), passwords in URLs, password/secret/token pairs, Slack webhook paths; names and counts only, never values",
+        "redaction": "every part was redacted: known secrets (plain, URL-encoded, base64), passwords in URLs, Authorization header credentials, Bearer tokens, password/secret/token/api_key pairs, Slack webhook paths; names and counts only, never values",
     });
     let index_text = redactor.apply(&serde_json::to_string_pretty(&index)?);
     files.insert(0, ("index.json".into(), index_text.into_bytes()));

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Ctx;
+use crate::atomic_file::{MissingDir, Parent};
 use crate::checks::{
     human_bytes, judge, DiskUsage, LoadAvg, MemInfo, PerfDatum, Status, Threshold,
 };
 use crate::config::Config;
-use crate::atomic_file::{MissingDir, Parent};
 use crate::db::PgTarget;
 use crate::exit::ExitCode;
 use crate::http::{self, HealthExpect, Probe};
@@ -954,12 +954,14 @@ fn alert_on_changes(
         });
     }
     let bytes = serde_json::to_vec_pretty(&state)?;
-    crate::atomic_file::write_replacing(state_file, &bytes, 0o600, Parent::Create).with_context(|| {
-        format!(
-            "saving the alert state (health.state_file {})",
-            state_file.display()
-        )
-    })?;
+    crate::atomic_file::write_replacing(state_file, &bytes, 0o600, Parent::Create).with_context(
+        || {
+            format!(
+                "saving the alert state (health.state_file {})",
+                state_file.display()
+            )
+        },
+    )?;
     Ok(sent)
 }
 

@@ -750,8 +750,15 @@ fn a_set_matching_no_file_is_a_warning_naming_it_but_not_due_is_success() {
     // The text report says it too, and the file that exists was left alone.
     let r = env.run(&["rotate-logs"]);
     assert_eq!(r.code(), 1);
-    assert!(r.stdout().contains("log set \"typo\": no file matches"), "{}", r.stdout());
-    assert_eq!(std::fs::read(env.app().join("app.log")).unwrap(), b"small\n");
+    assert!(
+        r.stdout().contains("log set \"typo\": no file matches"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(
+        std::fs::read(env.app().join("app.log")).unwrap(),
+        b"small\n"
+    );
     // A set whose files exist but none is due: success.
     let r = env.run(&["--json", "rotate-logs", "--set", "app"]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
