@@ -24,6 +24,8 @@ pub struct PgTarget {
     pub passfile: Option<PathBuf>,
     pub bin_dir: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// The config key `connect_timeout` came from, named when it runs out.
+    pub connect_timeout_key: &'static str,
     pub command_timeout: Duration,
     pub maintenance_db: String,
 }
@@ -38,6 +40,7 @@ impl PgTarget {
             passfile: c.passfile.clone(),
             bin_dir: c.bin_dir.clone(),
             connect_timeout: Duration::from_secs(c.connect_timeout_secs),
+            connect_timeout_key: "database.connect_timeout_secs",
             command_timeout: Duration::from_secs(c.command_timeout_secs),
             maintenance_db: c.maintenance_db.clone(),
         }
@@ -81,10 +84,11 @@ impl PgTarget {
         });
         let result = rx.recv_timeout(self.connect_timeout).map_err(|_| {
             anyhow!(
-                "cannot connect to PostgreSQL {}: no answer within {}s (database.connect_timeout_secs); \
+                "cannot connect to PostgreSQL {}: no answer within {}s ({}); \
                  the server or the network is not responding",
                 self.describe(db),
-                self.connect_timeout.as_secs()
+                self.connect_timeout.as_secs(),
+                self.connect_timeout_key
             )
         })?;
         result.map_err(|e| {

@@ -38,7 +38,18 @@ impl Response {
     }
 }
 
-/// `scheme://host[:port]` of a URL, safe to print (no path, query or credentials).
+/// `scheme://host[:port]/path` of a URL that is not a secret (the
+/// application's health URL): the path says which endpoint answered; userinfo
+/// and query (where tokens live) are still left out.
+pub fn describe_url_with_path(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}{}", describe_url(url), u.path()),
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+/// `scheme://host[:port]` of a URL, safe to print (no path, query or
+/// credentials): for webhook URLs, whose path is the secret.
 pub fn describe_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => {
@@ -68,9 +79,22 @@ pub enum Proxy {
 }
 
 /// One request with a deadline covering connect, send and the whole response.
+/// Messages show the URL as `describe_url` (no path: webhook paths are secrets).
 pub fn request(
     method: &str,
     url: &str,
+    body: Body<'_>,
+    timeout: Duration,
+    proxy: Proxy,
+) -> Result<Response> {
+    request_shown_as(method, url, &describe_url(url), body, timeout, proxy)
+}
+
+/// `request`, naming the URL in messages as `shown`.
+fn request_shown_as(
+    method: &str,
+    url: &str,
+    shown: &str,
     body: Body<'_>,
     timeout: Duration,
     proxy: Proxy,
@@ -80,7 +104,7 @@ pub fn request(
     let method = attohttpc::Method::from_bytes(method.as_bytes())
         .map_err(|_| anyhow!("bad HTTP method {method}"))?;
     let builder = attohttpc::RequestBuilder::try_new(method, url)
-        .map_err(|e| anyhow!("{}: not a usable URL: {}", describe_url(url), kind_of(&e)))?
+        .map_err(|e| anyhow!("{}: not a usable URL: {}", shown, kind_of(&e)))?
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .timeout(timeout)
@@ -111,7 +135,7 @@ pub fn request(
     let resp = result.map_err(|e| {
         anyhow!(
             "{}: {} after {}ms",
-            describe_url(url),
+            shown,
             kind_of(&e),
             started.elapsed().as_millis()
         )
@@ -130,7 +154,7 @@ pub fn request(
     reader
         .take(MAX_BODY)
         .read_to_end(&mut body)
-        .map_err(|e| anyhow!("{}: reading the response: {e}", describe_url(url)))?;
+        .map_err(|e| anyhow!("{}: reading the response: {e}", shown))?;
     Ok(Response {
         status: status.as_u16(),
         headers,
@@ -265,9 +289,10 @@ impl Probe {
     }
 }
 
-/// GETs the health URL once.
+/// GETs the health URL once (messages name it with its path).
 pub fn probe(url: &str, expect: &HealthExpect, timeout: Duration) -> Probe {
-    match request("GET", url, Body::None, timeout, Proxy::Direct) {
+    let shown = describe_url_with_path(url);
+    match request_shown_as("GET", url, &shown, Body::None, timeout, Proxy::Direct) {
         Err(e) => Probe::Unreachable(format!("{e:#}")),
         Ok(resp) => match expect.check(&resp) {
             Ok(field) => Probe::Healthy { resp, field },
@@ -387,6 +412,40 @@ mod tests {
             describe_url("http://user:pw@127.0.0.1:8080/health?token=x"),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn health_urls_keep_their_path_but_not_credentials_or_query() {
+        assert_eq!(
+            describe_url_with_path("http://user:pw@127.0.0.1:8080/api/health?token=x"),
+            "http://127.0.0.1:8080/api/health"
+        );
+        assert_eq!(
+            describe_url_with_path("https://app.example/"),
+            "https://app.example/"
+        );
+        assert_eq!(describe_url_with_path("not a url"), "<invalid URL>");
+    }
+
+    #[test]
+    fn a_refused_health_probe_names_the_path() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let url = format!("http://127.0.0.1:{port}/health?k=secret");
+        let expect = HealthExpect {
+            status: 200,
+            body_contains: None,
+            json_field: None,
+            json_value: None,
+        };
+        let p = probe(&url, &expect, Duration::from_secs(2));
+        let text = p.describe();
+        assert!(
+            text.starts_with(&format!("http://127.0.0.1:{port}/health: ")),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]

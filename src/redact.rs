@@ -2,8 +2,9 @@
 //! secret we know (config secrets, the backup passphrase, secret-looking
 //! environment variables) in plain, URL-encoded and base64 forms, plus
 //! patterns that carry secrets we do not know: passwords inside URLs
-//! (`scheme://user:pass@`), `password=...`-style pairs, SQL `PASSWORD '...'`,
-//! and Slack webhook paths. Counts what it replaced, by name, never by value.
+//! (`scheme://user:pass@`), `Authorization: <scheme> <credentials>` headers
+//! and `Bearer <token>`, `password=...` / `"token": "..."`-style pairs, SQL
+//! `PASSWORD '...'`, and Slack webhook paths. Counts what it replaced, by name, never by value.
 
 use std::collections::BTreeMap;
 
@@ -223,6 +224,14 @@ impl Redactor {
         if n > 0 {
             self.count("url-userinfo-password", "pattern", n);
         }
+        // Before the pairs: `Authorization: Bearer x` must lose `x`, not the word `Bearer`.
+        let (out, headers, bearers) = redact_auth(&out);
+        if headers > 0 {
+            self.count("authorization-header", "pattern", headers);
+        }
+        if bearers > 0 {
+            self.count("bearer-token", "pattern", bearers);
+        }
         let (out, n) = redact_pairs(&out);
         if n > 0 {
             self.count("key-value-password", "pattern", n);
@@ -283,15 +292,109 @@ fn redact_url_passwords(text: &str) -> (String, u64) {
     (out, n)
 }
 
+/// Shortest `Bearer <token>` redacted outside an Authorization header: a
+/// bearer token is long; "bearer tokens expire" is prose.
+const MIN_BEARER: usize = 16;
+
+/// Characters of a token or base64 credential (RFC 6750 b64token, JWT dots).
+fn token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-._~+/=".contains(&c)
+}
+
+/// `Authorization: <scheme> <credentials>` (header, `-H '...'`, JSON or
+/// `authorization=` pair; any case; the scheme word kept) and `Bearer <token>`
+/// anywhere. Returns the text and the header and bearer counts.
+fn redact_auth(text: &str) -> (String, u64, u64) {
+    let lower = text.to_ascii_lowercase();
+    let b = text.as_bytes();
+    let skip = |mut j: usize, set: &[u8]| {
+        while j < b.len() && set.contains(&b[j]) {
+            j += 1;
+        }
+        j
+    };
+    // Credentials run to whitespace, a quote, a separator, or an earlier `<redacted:...>`.
+    let cred_end = |mut j: usize| {
+        while j < b.len() && !(b[j].is_ascii_whitespace() || b"\"'`,;<>".contains(&b[j])) {
+            j += 1;
+        }
+        j
+    };
+    let mut spans: Vec<(usize, usize, bool)> = Vec::new();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find("authorization") {
+        let pos = from + p;
+        from = pos + "authorization".len();
+        let mut j = skip(from, b"\"'");
+        j = skip(j, b" \t");
+        if j >= b.len() || !(b[j] == b':' || b[j] == b'=') {
+            continue;
+        }
+        j = skip(j + 1, b" \t");
+        j = skip(j, b"\"'");
+        // An alphabetic scheme word followed by blanks, then the credentials.
+        let w = skip(j, b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        let start = if w > j && w < b.len() && (b[w] == b' ' || b[w] == b'\t') {
+            skip(w, b" \t")
+        } else {
+            j
+        };
+        let end = cred_end(start);
+        if end > start {
+            spans.push((start, end, true));
+            from = end;
+        }
+    }
+    let mut from = 0;
+    while let Some(p) = lower[from..].find("bearer") {
+        let pos = from + p;
+        from = pos + "bearer".len();
+        if pos > 0 && (b[pos - 1].is_ascii_alphanumeric() || b[pos - 1] == b'_') {
+            continue;
+        }
+        let start = skip(from, b" \t");
+        if start == from {
+            continue;
+        }
+        let mut end = start;
+        while end < b.len() && token_char(b[end]) {
+            end += 1;
+        }
+        if end - start >= MIN_BEARER && !spans.iter().any(|s| s.0 <= start && start < s.1) {
+            spans.push((start, end, false));
+            from = end;
+        }
+    }
+    spans.sort();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut headers, mut bearers) = (0, 0, 0);
+    for (start, end, header) in spans {
+        if start < copied {
+            continue;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+        if header {
+            headers += 1;
+        } else {
+            bearers += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    (out, headers, bearers)
+}
+
 /// `password=x`, `PGPASSWORD: x`, `"secret": "x"`, `token=x`, SQL `PASSWORD 'x'`.
 fn redact_pairs(text: &str) -> (String, u64) {
-    const KEYS: [&str; 7] = [
+    const KEYS: [&str; 8] = [
         "password",
         "passwd",
         "passphrase",
         "secret",
         "token",
         "api_key",
+        "api-key",
         "apikey",
     ];
     let lower = text.to_ascii_lowercase();
@@ -423,7 +526,8 @@ mod tests {
         }
         assert!(!out.contains(&basic), "{out}");
         assert!(out.contains("<redacted:db>"));
-        assert!(r.report()[0].count >= 4, "{:?}", r.report());
+        let db = r.report().into_iter().find(|x| x.name == "db").unwrap();
+        assert!(db.count >= 4, "{:?}", r.report());
     }
 
     #[test]
@@ -446,5 +550,69 @@ mod tests {
         assert!(out.contains("other=1"));
         let kinds: Vec<&str> = r.report().iter().map(|x| x.kind).collect();
         assert!(kinds.iter().all(|k| *k == "pattern"), "{kinds:?}");
+    }
+
+    #[test]
+    fn authorization_headers_and_bearer_tokens_lose_their_credentials() {
+        let mut r = Redactor::new();
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.bearerSecret-x_y";
+        let text = format!(
+            "Authorization: Bearer {jwt}\n\
+             curl -H 'authorization: basic dXNlcjpodW50ZXIy' https://h/\n\
+             AUTHORIZATION=Token shorttok1\n\
+             {{\"Authorization\": \"Bearer jsonbearer42\"}}\n\
+             upstream rejected Bearer {jwt}, retrying\n\
+             authorization:rawcred99\n"
+        );
+        let out = r.apply(&text);
+        for s in [
+            "bearerSecret",
+            "dXNlcjpodW50ZXIy",
+            "shorttok1",
+            "jsonbearer42",
+            "rawcred99",
+        ] {
+            assert!(!out.contains(s), "{s} in {out}");
+        }
+        assert!(out.contains("Authorization: Bearer <redacted>\n"), "{out}");
+        assert!(out.contains("'authorization: basic <redacted>'"), "{out}");
+        assert!(out.contains("AUTHORIZATION=Token <redacted>\n"), "{out}");
+        assert!(
+            out.contains("\"Authorization\": \"Bearer <redacted>\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("rejected Bearer <redacted>, retrying"),
+            "{out}"
+        );
+        assert!(out.contains("authorization:<redacted>\n"), "{out}");
+        let count = |n: &str| r.report().iter().find(|x| x.name == n).map(|x| x.count);
+        assert_eq!(count("authorization-header"), Some(5));
+        assert_eq!(count("bearer-token"), Some(1));
+    }
+
+    #[test]
+    fn prose_about_bearer_and_basic_stays() {
+        let mut r = Redactor::new();
+        let text =
+            "bearer tokens expire; use basic auth or a Bearer header; the authorization failed\n";
+        assert_eq!(r.apply(text), text);
+        assert!(r.report().is_empty());
+    }
+
+    #[test]
+    fn token_and_key_json_fields_are_redacted() {
+        let mut r = Redactor::new();
+        let out = r.apply(
+            "{\"token\": \"tokval-1\", \"api_key\":\"keyval-2\", \"apiKey\": \"keyval-3\", \
+             \"x-api-key\": \"keyval-4\", \"client_secret\": \"secval-5\", \"access_token\":\"tokval-6\", \"user\": \"bob\"}",
+        );
+        for s in [
+            "tokval-1", "keyval-2", "keyval-3", "keyval-4", "secval-5", "tokval-6",
+        ] {
+            assert!(!out.contains(s), "{s} in {out}");
+        }
+        assert!(out.contains("\"token\": \"<redacted>\""), "{out}");
+        assert!(out.contains("\"user\": \"bob\""), "{out}");
     }
 }

@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Ctx;
+use crate::atomic_file::Parent;
 use crate::checks::{human_bytes, parse_mountinfo, DiskUsage, LoadAvg, MemInfo};
 use crate::config::{Config, Settings};
 use crate::db::PgTarget;
@@ -799,6 +800,21 @@ pub fn run(ctx: &Ctx, args: DiagnoseArgs) -> Result<ExitCode> {
         .collect();
     let name = format!("tuneton-diag-{safe_host}-{stamp}");
     let path = bundle_path(&args, &cfg, &name);
+    // --out is the operator's: its directory must exist (a typo must not
+    // create a tree); diagnose.out_dir is ours and is created when missing.
+    let parent = if args.out.is_some() {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return Err(could_not_start(format!(
+                "diagnose --out {}: directory {} does not exist (not created: create it, or give an existing directory)",
+                args.out.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                dir.display()
+            )));
+        }
+        Parent::MustExist
+    } else {
+        Parent::Create
+    };
     if ctx.global.dry_run {
         let text = format!(
             "would write {} (0600) with service, processes, disks, memory/load, health, network, database, versions, config and log parts{}{}",
@@ -886,13 +902,13 @@ pub fn run(ctx: &Ctx, args: DiagnoseArgs) -> Result<ExitCode> {
         "part_max_bytes": max,
         "parts": entries,
         "redacted": redactor.report(),
-        "redaction": "every part was redacted: known secrets (plain, URL-encoded, base64), passwords in URLs, password/secret/token pairs, Slack webhook paths; names and counts only, never values",
+        "redaction": "every part was redacted: known secrets (plain, URL-encoded, base64), passwords in URLs, Authorization header credentials, Bearer tokens, password/secret/token/api_key pairs, Slack webhook paths; names and counts only, never values",
     });
     let index_text = redactor.apply(&serde_json::to_string_pretty(&index)?);
     files.insert(0, ("index.json".into(), index_text.into_bytes()));
 
     let bytes = tar_gz(&name, &files).context("building the bundle")?;
-    crate::atomic_file::write_replacing(&path, &bytes, 0o600).with_context(|| {
+    crate::atomic_file::write_replacing(&path, &bytes, 0o600, parent).with_context(|| {
         format!(
             "writing the bundle {} (diagnose.out_dir / --out)",
             path.display()

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Ctx;
+use crate::atomic_file::{MissingDir, Parent};
 use crate::checks::{
     human_bytes, judge, DiskUsage, LoadAvg, MemInfo, PerfDatum, Status, Threshold,
 };
@@ -171,7 +172,11 @@ fn run_parallel(jobs: Vec<Job>) -> Vec<CheckResult> {
                         let mut r = CheckResult::new(
                             p.1.clone(),
                             p.3,
-                            format!("no answer within {}s (timeout_secs)", p.4.as_secs_f64()),
+                            format!(
+                                "no answer within {}s (health.{}.timeout_secs)",
+                                p.4.as_secs_f64(),
+                                p.1.split(':').next().unwrap_or(&p.1)
+                            ),
                         );
                         r.elapsed = started.elapsed();
                         r.elapsed_ms = r.elapsed.as_millis();
@@ -220,6 +225,7 @@ fn jobs_for(cfg: &Config, only: &[CheckKind]) -> Vec<Job> {
     if wanted(CheckKind::Database, h.database.enabled) {
         let mut target = PgTarget::from_config(&cfg.database);
         target.connect_timeout = secs(h.database.timeout_secs);
+        target.connect_timeout_key = "health.database.timeout_secs";
         target.command_timeout = secs(h.database.timeout_secs);
         let db = cfg.database.name.clone();
         let t = h.database.clone();
@@ -292,7 +298,7 @@ fn http_check(
     t: &crate::config::TimedCheckConfig,
 ) -> CheckResult {
     let timeout = Duration::from_secs(t.timeout_secs);
-    let where_ = http::describe_url(url);
+    let where_ = http::describe_url_with_path(url);
     match http::probe(url, expect, timeout) {
         Probe::Unreachable(e) => {
             CheckResult::new("http", Status::Critical, format!("no answer: {e}"))
@@ -948,12 +954,14 @@ fn alert_on_changes(
         });
     }
     let bytes = serde_json::to_vec_pretty(&state)?;
-    crate::atomic_file::write_replacing(state_file, &bytes, 0o600).with_context(|| {
-        format!(
-            "saving the alert state (health.state_file {})",
-            state_file.display()
-        )
-    })?;
+    crate::atomic_file::write_replacing(state_file, &bytes, 0o600, Parent::Create).with_context(
+        || {
+            format!(
+                "saving the alert state (health.state_file {})",
+                state_file.display()
+            )
+        },
+    )?;
     Ok(sent)
 }
 
@@ -981,12 +989,21 @@ pub fn run(ctx: &Ctx, args: HealthArgs) -> Result<ExitCode> {
     let mut prom_error = None;
     if let Some(p) = &args.prom_file {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-        if let Err(e) =
-            crate::atomic_file::write_replacing(p, prometheus_text(&results, now).as_bytes(), 0o644)
-        {
+        if let Err(e) = crate::atomic_file::write_replacing(
+            p,
+            prometheus_text(&results, now).as_bytes(),
+            0o644,
+            Parent::MustExist,
+        ) {
             log::error!("writing the Prometheus textfile {}: {e:#}", p.display());
-            prom_error = Some(format!("{e:#}"));
-            code = code.worst(ExitCode::Warning);
+            prom_error = Some(format!("--prom-file {}: {e:#}", p.display()));
+            // A directory that is not there is a bad argument (could not do what
+            // was asked: 3); a write that failed in an existing one is a warning.
+            code = code.worst(if e.is::<MissingDir>() {
+                ExitCode::CouldNotStart
+            } else {
+                ExitCode::Warning
+            });
         }
     }
     let elapsed_ms = started.elapsed().as_millis();

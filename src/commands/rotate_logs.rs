@@ -197,6 +197,18 @@ pub fn run(ctx: &Ctx, args: RotateLogsArgs) -> Result<ExitCode> {
 
     for set in &selected {
         let (files, skipped) = set.live_files();
+        if files.is_empty() && skipped.is_empty() {
+            // A typo in a path would otherwise look like a quiet success forever.
+            report.note(
+                ExitCode::Warning,
+                format!(
+                    "log set {:?}: no file matches {} ({}.paths); check the paths",
+                    set.name,
+                    set.patterns_text(),
+                    set.key()
+                ),
+            );
+        }
         for (path, why) in skipped {
             let mut r = FileReport::new(set, &path, 0);
             r.reason = why.clone();

@@ -32,6 +32,11 @@ impl PathPattern {
         PathPattern { parts }
     }
 
+    /// The absolute pattern, for messages.
+    pub fn display(&self) -> String {
+        format!("/{}", self.parts.join("/"))
+    }
+
     /// Whether it names exactly one path (no wildcard anywhere).
     pub fn is_literal(&self) -> bool {
         !self.parts.iter().any(|p| has_magic(p))

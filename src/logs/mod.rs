@@ -113,6 +113,15 @@ impl LogSet {
         self.patterns.iter().any(|p| p.matches_in(log_dir, name))
     }
 
+    /// The configured paths, made absolute, for messages.
+    pub fn patterns_text(&self) -> String {
+        self.patterns
+            .iter()
+            .map(|p| p.display())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The live files the set matches now: regular files only, never one of
     /// our archives or temporary files. Also returns a note per skipped match.
     pub fn live_files(&self) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {

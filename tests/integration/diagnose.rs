@@ -20,6 +20,11 @@ const PD_KEY: &str = "CANARYpdROUTING77key";
 const SMTP_PW: &str = "CANARYsmtp%pw 55/+";
 const API_TOKEN: &str = "CANARYapitoken-31zz";
 const URL_PW: &str = "CANARYurlpw-8d";
+// Secrets the tool does not know, caught by patterns only.
+const BEARER: &str = "eyJhbGciOiJIUzI1NiJ9.CANARYbearerSecret";
+const BASIC_PW: &str = "CANARYbasicpw-77";
+const JSON_TOKEN: &str = "CANARYjsontoken-5q";
+const JSON_KEY: &str = "CANARYapikey-9w";
 
 fn encodings(secret: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -49,7 +54,10 @@ fn encodings(secret: &str) -> Vec<String> {
 }
 
 fn all_canaries() -> Vec<&'static str> {
-    vec![DB_PW, SLACK, PD_KEY, SMTP_PW, API_TOKEN, URL_PW, PASSPHRASE]
+    vec![
+        DB_PW, SLACK, PD_KEY, SMTP_PW, API_TOKEN, URL_PW, PASSPHRASE, BEARER, BASIC_PW, JSON_TOKEN,
+        JSON_KEY,
+    ]
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -154,6 +162,15 @@ fn setup(name: &str, extra: &str) -> (TestEnv, AppStub, SmtpSink) {
     }
     log.push_str(&format!(
         "connecting to postgres://admin:{URL_PW}@db.internal:5432/tuneton\n"
+    ));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("user:{BASIC_PW}"));
+    log.push_str(&format!("GET /api/v1/me Authorization: Bearer {BEARER}\n"));
+    log.push_str(&format!(
+        "curl -H 'authorization: basic {basic}' http://backend/\n"
+    ));
+    log.push_str(&format!("upstream refused bearer {BEARER} (expired)\n"));
+    log.push_str(&format!(
+        "payload {{\"token\": \"{JSON_TOKEN}\", \"apiKey\":\"{JSON_KEY}\", \"user\": \"bob\"}}\n"
     ));
     std::fs::write(env.root().join("app.log"), log).unwrap();
     env.write_config(&format!(
@@ -277,7 +294,21 @@ fn the_bundle_holds_every_part_and_no_secret_in_any_encoding() {
     );
     let log = read(&log_name);
     assert!(
-        log.contains("line 300\n") && log.contains("line 288\n") && !log.contains("line 287\n"),
+        log.contains("line 300\n") && log.contains("line 292\n") && !log.contains("line 291\n"),
+        "{log}"
+    );
+    // The header and JSON lines keep their shape; only the credentials went.
+    assert!(
+        log.contains("GET /api/v1/me Authorization: Bearer <redacted>\n"),
+        "{log}"
+    );
+    assert!(log.contains("'authorization: basic <redacted>'"), "{log}");
+    assert!(
+        log.contains("upstream refused bearer <redacted> (expired)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"token\": \"<redacted>\", \"apiKey\":\"<redacted>\", \"user\": \"bob\""),
         "{log}"
     );
     assert!(
@@ -318,6 +349,8 @@ fn the_bundle_holds_every_part_and_no_secret_in_any_encoding() {
     }
     assert!(count("alerts.slack.webhook_url (token)") >= 5);
     assert!(count("url-userinfo-password") >= 1);
+    assert!(count("authorization-header") >= 2, "{}", index["redacted"]);
+    assert!(count("bearer-token") >= 1, "{}", index["redacted"]);
     assert!(index["parts"]
         .as_array()
         .unwrap()
@@ -334,16 +367,29 @@ fn the_bundle_holds_every_part_and_no_secret_in_any_encoding() {
         ),
     )
     .unwrap();
-    let r = run_with_secrets(
-        &env,
-        &[
-            "--json",
-            "diagnose",
-            "--email",
-            "--out",
-            env.root().join("elsewhere/b.tar.gz").to_str().unwrap(),
-        ],
+    let out = env.root().join("elsewhere/b.tar.gz");
+    let args = [
+        "--json",
+        "diagnose",
+        "--email",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // --out in a directory that does not exist: could not start, nothing created, no mail.
+    let r = run_with_secrets(&env, &args);
+    assert_eq!(r.code(), 3, "{}\n{}", r.stdout(), r.stderr());
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "directory {} does not exist (not created",
+            env.root().join("elsewhere").display()
+        )),
+        "{err}"
     );
+    assert!(!env.root().join("elsewhere").exists());
+    assert!(smtp.mails().is_empty());
+    std::fs::create_dir(env.root().join("elsewhere")).unwrap();
+    let r = run_with_secrets(&env, &args);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
     let bundle = env.root().join("elsewhere/b.tar.gz");
     let dir = extract(&bundle, &env.root().join("x2"));

@@ -59,7 +59,27 @@ fn all_green_reports_values_in_every_format_and_exits_0() {
         &health,
     );
 
+    // --prom-file in a directory that does not exist: an error naming it, the
+    // checks still reported, exit 3, and no directory created.
     let prom = env.root().join("metrics/tuneton.prom");
+    let r = env.run(&["--json", "health", "--prom-file", prom.to_str().unwrap()]);
+    assert_eq!(r.code(), 3, "{}\n{}", r.stdout(), r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["status"], "OK");
+    assert_eq!(doc["exit_code"], 3);
+    assert_eq!(doc["checks"].as_array().unwrap().len(), 6);
+    let missing = format!(
+        "directory {} does not exist (not created",
+        env.root().join("metrics").display()
+    );
+    assert!(
+        doc["prom_file_error"].as_str().unwrap().contains(&missing),
+        "{doc}"
+    );
+    assert!(r.stderr().contains(&missing), "{}", r.stderr());
+    assert!(!env.root().join("metrics").exists());
+
+    std::fs::create_dir(env.root().join("metrics")).unwrap();
     let r = env.run(&["--json", "health", "--prom-file", prom.to_str().unwrap()]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
     let doc = r.json();
@@ -82,6 +102,9 @@ fn all_green_reports_values_in_every_format_and_exits_0() {
     assert_eq!(by("service")["values"]["state"]["state"], "running");
     assert_eq!(by("http")["values"]["status_code"], 200);
     assert_eq!(by("http")["values"]["version"], "1.4.2");
+    // The health URL is no secret: messages show its path (never userinfo or query).
+    assert_eq!(by("http")["values"]["url"], app.url());
+    assert!(app.url().ends_with("/health"));
     let db = by("database");
     assert!(
         db["values"]["server_version"]
@@ -328,6 +351,10 @@ fn a_black_holed_database_is_critical_within_its_timeout() {
             .contains("no answer within 2s"),
         "{db}"
     );
+    // The deadline that applied is health's own, and the message names that key.
+    let summary = db["summary"].as_str().unwrap();
+    assert!(summary.contains("(health.database.timeout_secs)"), "{db}");
+    assert!(!summary.contains("database.connect_timeout_secs"), "{db}");
     assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
     assert!(
         elapsed <= Duration::from_millis(2200),

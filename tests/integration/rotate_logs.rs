@@ -709,10 +709,82 @@ fn bad_log_config_exits_3_naming_the_key_and_needs_no_backup_settings() {
     std::fs::write(env.app().join("app.log"), b"x\n").unwrap();
     let r = env.run(&["rotate-logs"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    // An unknown set name in a valid config: could not start (3), the valid names listed, JSON under --json.
+    let r = env.run(&["--json", "rotate-logs", "--set", "nope"]);
+    assert_eq!(r.code(), 3, "{}\n{}", r.stdout(), r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["exit_code"], 3);
+    let err = doc["error"].as_str().unwrap();
+    assert!(
+        err.contains("--set nope: no such log set") && err.contains("(configured: app)"),
+        "{err}"
+    );
     // Quiet success for schedulers: nothing on stdout when there is nothing to look at.
     std::fs::write(env.app().join("app.log"), vec![b'x'; 10_000]).unwrap();
     let r = env.run(&["--quiet", "rotate-logs", "--force"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(r.stdout(), "");
     assert_eq!(env.archives("app.log").len(), 1);
+}
+
+#[test]
+fn a_set_matching_no_file_is_a_warning_naming_it_but_not_due_is_success() {
+    let env = LogEnv::new(
+        "[[logs.sets]]\nname = \"app\"\npaths = [\"{r}/app/app.log\"]\nmax_size = \"10K\"\nreopen = \"copytruncate\"\n\n\
+         [[logs.sets]]\nname = \"typo\"\npaths = [\"{r}/nothing/*.log\", \"{r}/app/absent.log\"]\nreopen = \"copytruncate\"\n",
+    );
+    std::fs::write(env.app().join("app.log"), b"small\n").unwrap();
+    let r = env.run(&["--json", "rotate-logs"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout(), r.stderr());
+    let doc = r.json();
+    let notes = doc["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{doc}");
+    assert_eq!(notes[0]["status"], "warning");
+    let r0 = env.root().display();
+    assert_eq!(
+        notes[0]["message"],
+        format!(
+            "log set \"typo\": no file matches {r0}/nothing/*.log, {r0}/app/absent.log (logs.sets[1].paths); check the paths"
+        )
+    );
+    // The text report says it too, and the file that exists was left alone.
+    let r = env.run(&["rotate-logs"]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stdout().contains("log set \"typo\": no file matches"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(
+        std::fs::read(env.app().join("app.log")).unwrap(),
+        b"small\n"
+    );
+    // A set whose files exist but none is due: success.
+    let r = env.run(&["--json", "rotate-logs", "--set", "app"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["notes"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn force_under_copytruncate_leaves_a_file_of_one_block_and_says_so() {
+    let env = LogEnv::new(
+        "[[logs.sets]]\nname = \"app\"\npaths = [\"{r}/app/app.log\"]\nmax_size = \"100M\"\nreopen = \"copytruncate\"\n",
+    );
+    std::fs::write(env.app().join("app.log"), b"one short line\n").unwrap();
+    let r = env.run(&["--json", "rotate-logs", "--force"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    let f = &r.json()["files"][0];
+    assert_eq!(f["action"], "skipped", "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not more than one filesystem block"),
+        "{f}"
+    );
+    assert_eq!(
+        std::fs::read(env.app().join("app.log")).unwrap(),
+        b"one short line\n"
+    );
+    assert!(env.archives("app.log").is_empty());
 }
