@@ -73,8 +73,19 @@ impl RepoEntry {
             .or(self.legacy.map(|l| l.encrypted))
             .unwrap_or(false)
     }
+    /// The stored object's size differs from its manifest: damaged, whatever an
+    /// earlier verification said (a cheap check every listing makes).
+    pub fn size_mismatch(&self) -> bool {
+        self.manifest
+            .as_ref()
+            .is_some_and(|m| m.digests.stored_size != self.size)
+    }
+
     /// "verified", "FAILED", "unverified" or "legacy, unverified".
     pub fn state(&self) -> &'static str {
+        if self.size_mismatch() {
+            return "FAILED (size differs from manifest)";
+        }
         match (&self.verification, self.legacy.is_some()) {
             (Some(v), _) if v.ok => "verified",
             (Some(_), _) => "FAILED",
@@ -83,7 +94,7 @@ impl RepoEntry {
         }
     }
     pub fn is_verified(&self) -> bool {
-        self.verification.as_ref().is_some_and(|v| v.ok)
+        !self.size_mismatch() && self.verification.as_ref().is_some_and(|v| v.ok)
     }
 }
 

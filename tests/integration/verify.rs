@@ -182,3 +182,22 @@ fn verify_of_a_larger_dump_finishes_within_a_deadline() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_truncated_backup_is_listed_as_failed_even_after_a_good_verification() {
+    let env = TestEnv::new("truncated_list");
+    let (id, path) = env.backup("config");
+    assert_eq!(env.run(&["verify-backup", &id]).code(), 0);
+    assert_eq!(env.list()[0]["state"], "verified");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert_eq!(
+        env.list()[0]["state"],
+        "FAILED (size differs from manifest)"
+    );
+}
