@@ -1561,6 +1561,34 @@ fn validate_health(h: &HealthConfig) -> Vec<String> {
             problems.push(format!("health.{key}: {e}"));
         }
     }
+    // warn must fire no later than crit. Pairs of different kinds (a share
+    // and an amount) cannot be compared and are left to the operator.
+    for (key, warn, crit, bytes) in [
+        ("disk.warn", &h.disk.warn, &h.disk.crit, true),
+        (
+            "disk.inodes_warn",
+            &h.disk.inodes_warn,
+            &h.disk.inodes_crit,
+            false,
+        ),
+        ("memory.warn", &h.memory.warn, &h.memory.crit, true),
+    ] {
+        let crit_key = key.replace("warn", "crit");
+        match (Threshold::parse(warn, bytes), Threshold::parse(crit, bytes)) {
+            (Ok(Threshold::UsedPercent(w)), Ok(Threshold::UsedPercent(c))) if w > c => problems
+                .push(format!(
+                    "health.{key} ({warn:?}) must not exceed health.{crit_key} ({crit:?}): \
+                     a used share warns at or below the share that is critical"
+                )),
+            (Ok(Threshold::AvailableBelow(w)), Ok(Threshold::AvailableBelow(c))) if w < c => {
+                problems.push(format!(
+                    "health.{key} ({warn:?}) must not be below health.{crit_key} ({crit:?}): \
+                     an amount available warns at or above the amount that is critical"
+                ))
+            }
+            _ => {}
+        }
+    }
     for (i, p) in h.disk.paths.iter().enumerate() {
         if !p.is_absolute() {
             problems.push(format!(

@@ -370,3 +370,36 @@ fn a_black_holed_database_is_critical_within_its_timeout() {
         .clone();
     assert_eq!(http["status"], "OK");
 }
+
+#[test]
+fn warn_thresholds_beyond_crit_are_refused_naming_the_keys() {
+    let env = TestEnv::empty("health_thresholds");
+    env.write_config(&format!(
+        "[health]\nstate_file = \"{}/health-state.json\"\n\n\
+         [health.disk]\nwarn = \"95%\"\ncrit = \"80%\"\ninodes_warn = \"1000\"\ninodes_crit = \"5000\"\n\n\
+         [health.memory]\nwarn = \"256MiB\"\ncrit = \"512MiB\"\n\n\
+         [health.load]\nwarn = 8.0\ncrit = 4.0\n\n[health.http]\nwarn_ms = 5000\ncrit_ms = 100\n",
+        env.root().display()
+    ));
+    let r = env.run(&["--json", "health"]);
+    assert_eq!(r.code(), 3, "{}\n{}", r.stdout(), r.stderr());
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    for want in [
+        "health.disk.warn (\"95%\") must not exceed health.disk.crit (\"80%\")",
+        "health.disk.inodes_warn (\"1000\") must not be below health.disk.inodes_crit (\"5000\")",
+        "health.memory.warn (\"256MiB\") must not be below health.memory.crit (\"512MiB\")",
+        "health.load.warn (8) must be between 0 and crit (4)",
+        "health.http.warn_ms (5000) must not exceed crit_ms (100)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
+    // The right order, and a share against an amount (not comparable), pass validation.
+    env.write_config(&format!(
+        "[health]\nstate_file = \"{}/health-state.json\"\n\n\
+         [health.disk]\nwarn = \"80%\"\ncrit = \"80%\"\ninodes_warn = \"5000\"\ninodes_crit = \"1000\"\n\n\
+         [health.memory]\nwarn = \"90%\"\ncrit = \"64MiB\"\n",
+        env.root().display()
+    ));
+    let r = env.run(&["config", "check"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+}
