@@ -43,6 +43,7 @@ pub struct S3Repo {
     prefix: String,
     part_size: usize,
     retry_deadline: Duration,
+    request_timeout: Duration,
 }
 
 /// How an S3 error should be handled.
@@ -84,13 +85,12 @@ impl S3Repo {
         // Our `call` retries with its own deadline; rust-s3's extra retry (1 s, then
         // the whole request again) would double every hung request's time.
         s3::set_retries(0);
-        // We retry ourselves, with classification and a deadline.
-        s3::set_retries(0);
         Ok(S3Repo {
             bucket,
             prefix: cfg.prefix.trim_matches('/').to_string(),
             part_size: (cfg.part_size_mib as usize).max(5) * MIB,
             retry_deadline: Duration::from_secs(cfg.retry_deadline_secs),
+            request_timeout: Duration::from_secs(cfg.request_timeout_secs),
         })
     }
 
@@ -153,17 +153,37 @@ impl S3Repo {
     }
 
     /// Runs one S3 call, retrying transient failures with backoff until the deadline.
-    fn call<T>(
+    /// Each attempt runs on a thread of its own and is given up after
+    /// `s3.request_timeout_secs` (+1 s): the HTTP client's timeouts do not cover
+    /// a server that accepts the connection and never answers. An abandoned
+    /// attempt ends by itself at the client's 30 s read timeout.
+    fn call<T: Send + 'static>(
         &self,
         what: &str,
-        mut f: impl FnMut() -> std::result::Result<T, S3Error>,
+        f: impl Fn(&Bucket) -> std::result::Result<T, S3Error> + Send + Sync + 'static,
     ) -> Result<Option<T>> {
+        let f = std::sync::Arc::new(f);
+        let limit = self.request_timeout + Duration::from_secs(1);
         let started = Instant::now();
         let deadline = started + self.retry_deadline;
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
-            match f() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (g, bucket) = (f.clone(), self.bucket.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send(g(&bucket));
+            });
+            let outcome = rx.recv_timeout(limit).unwrap_or_else(|_| {
+                Err(S3Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within {}s (s3.request_timeout_secs)",
+                        self.request_timeout.as_secs()
+                    ),
+                )))
+            });
+            match outcome {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) => match self.classify(&e) {
                     Failure::NotFound => return Ok(None),
@@ -189,8 +209,8 @@ impl S3Repo {
     fn get_small(&self, key: &str) -> Result<Vec<u8>> {
         let full = self.full_key(key);
         let data = self
-            .call(&format!("GET {}", self.url(key)), || {
-                self.bucket.get_object(&full)
+            .call(&format!("GET {}", self.url(key)), move |b| {
+                b.get_object(&full)
             })?
             .ok_or_else(|| anyhow!("{} does not exist", self.url(key)))?;
         Ok(data.bytes().to_vec())
@@ -205,8 +225,9 @@ impl S3Repo {
 
     fn put_small(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let full = self.full_key(key);
-        self.call(&format!("PUT {}", self.url(key)), || {
-            self.bucket.put_object(&full, bytes)
+        let body = bytes.to_vec();
+        self.call(&format!("PUT {}", self.url(key)), move |b| {
+            b.put_object(&full, &body)
         })?
         .ok_or_else(|| anyhow!("PUT {}: not found", self.url(key)))?;
         Ok(())
@@ -214,8 +235,8 @@ impl S3Repo {
 
     fn delete_key(&self, key: &str) -> Result<()> {
         let full = self.full_key(key);
-        self.call(&format!("DELETE {}", self.url(key)), || {
-            self.bucket.delete_object(&full)
+        self.call(&format!("DELETE {}", self.url(key)), move |b| {
+            b.delete_object(&full)
         })?;
         Ok(())
     }
@@ -223,8 +244,8 @@ impl S3Repo {
     /// Size and ETag (quotes removed) of a stored object.
     fn head(&self, key: &str) -> Result<Option<(u64, String)>> {
         let full = self.full_key(key);
-        let head = self.call(&format!("HEAD {}", self.url(key)), || {
-            self.bucket.head_object(&full)
+        let head = self.call(&format!("HEAD {}", self.url(key)), move |b| {
+            b.head_object(&full)
         })?;
         Ok(head.map(|(h, _)| {
             (
@@ -278,8 +299,9 @@ impl Repository for S3Repo {
             format!("{}/", self.prefix)
         };
         let pages = self
-            .call(&format!("LIST {}", self.location()), || {
-                self.bucket.list(prefix.clone(), None)
+            .call(&format!("LIST {}", self.location()), {
+                let prefix = prefix.clone();
+                move |b| b.list(prefix.clone(), None)
             })?
             .unwrap_or_default();
         let files: Vec<StoredFile> = pages
@@ -308,8 +330,8 @@ impl Repository for S3Repo {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let full = self.full_key(key);
         Ok(self
-            .call(&format!("GET {}", self.url(key)), || {
-                self.bucket.get_object(&full)
+            .call(&format!("GET {}", self.url(key)), move |b| {
+                b.get_object(&full)
             })?
             .map(|d| d.bytes().to_vec()))
     }
@@ -321,8 +343,8 @@ impl Repository for S3Repo {
     fn list_dir(&self, dir: &str) -> Result<Vec<StoredFile>> {
         let prefix = format!("{}/", self.full_key(dir));
         let pages = self
-            .call(&format!("LIST {}", self.url(dir)), || {
-                self.bucket.list(prefix.clone(), Some("/".into()))
+            .call(&format!("LIST {}", self.url(dir)), move |b| {
+                b.list(prefix.clone(), Some("/".into()))
             })?
             .unwrap_or_default();
         let strip = if self.prefix.is_empty() {
@@ -402,8 +424,9 @@ impl Repository for S3Repo {
         } else {
             format!("{}/", self.prefix)
         };
-        let Ok(Some(pages)) = self.call("LIST multipart uploads", || {
-            self.bucket.list_multiparts_uploads(Some(&prefix), None)
+        let listed = prefix.clone();
+        let Ok(Some(pages)) = self.call("LIST multipart uploads", move |b| {
+            b.list_multiparts_uploads(Some(&listed), None)
         }) else {
             return Ok(Vec::new());
         };
@@ -447,33 +470,37 @@ impl S3Pending<'_> {
         let url = repo.url(&self.key);
         if self.upload_id.is_none() {
             let started = repo
-                .call(&format!("starting upload of {url}"), || {
-                    repo.bucket
-                        .initiate_multipart_upload(&full, "application/octet-stream")
+                .call(&format!("starting upload of {url}"), {
+                    let full = full.clone();
+                    move |b| b.initiate_multipart_upload(&full, "application/octet-stream")
                 })?
                 .ok_or_else(|| anyhow!("starting upload of {url}: not found"))?;
             self.upload_id = Some(started.upload_id);
         }
         let upload_id = self.upload_id.clone().expect("set above");
         let number = self.parts.len() as u32 + 1;
-        let chunk = std::mem::take(&mut self.buf);
+        let chunk = std::sync::Arc::new(std::mem::take(&mut self.buf));
         let part = repo
-            .call(&format!("uploading part {number} of {url}"), || {
-                repo.bucket.put_multipart_chunk(
-                    &chunk,
-                    &full,
-                    number,
-                    &upload_id,
-                    "application/octet-stream",
-                )
+            .call(&format!("uploading part {number} of {url}"), {
+                let chunk = chunk.clone();
+                move |b| {
+                    b.put_multipart_chunk(
+                        &chunk,
+                        &full,
+                        number,
+                        &upload_id,
+                        "application/octet-stream",
+                    )
+                }
             })?
             .ok_or_else(|| anyhow!("uploading part {number} of {url}: upload vanished"))?;
-        self.part_md5s.push(Md5::digest(&chunk).into());
+        self.part_md5s.push(Md5::digest(chunk.as_slice()).into());
         self.parts.push(Part {
             etag: part.etag,
             part_number: number,
         });
-        self.buf = chunk;
+        // An attempt given up on may still hold the chunk: then start a new buffer.
+        self.buf = std::sync::Arc::try_unwrap(chunk).unwrap_or_default();
         self.buf.clear();
         Ok(())
     }
@@ -485,11 +512,10 @@ impl S3Pending<'_> {
         let expected_etag = if self.upload_id.is_none() {
             let full = repo.full_key(&self.key);
             let body = std::mem::take(&mut self.buf);
-            repo.call(&format!("PUT {url}"), || {
-                repo.bucket.put_object(&full, &body)
-            })?
-            .ok_or_else(|| anyhow!("PUT {url}: not found"))?;
-            hex::encode(Md5::digest(&body))
+            let md5 = hex::encode(Md5::digest(&body));
+            repo.call(&format!("PUT {url}"), move |b| b.put_object(&full, &body))?
+                .ok_or_else(|| anyhow!("PUT {url}: not found"))?;
+            md5
         } else {
             if !self.buf.is_empty() || self.parts.is_empty() {
                 self.send_part()?;
@@ -497,9 +523,8 @@ impl S3Pending<'_> {
             let full = repo.full_key(&self.key);
             let upload_id = self.upload_id.clone().expect("multipart");
             let parts = self.parts.clone();
-            repo.call(&format!("completing upload of {url}"), || {
-                repo.bucket
-                    .complete_multipart_upload(&full, &upload_id, parts.clone())
+            repo.call(&format!("completing upload of {url}"), move |b| {
+                b.complete_multipart_upload(&full, &upload_id, parts.clone())
             })?;
             let mut all = Md5::new();
             for m in &self.part_md5s {

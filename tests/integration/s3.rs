@@ -203,3 +203,37 @@ fn wrong_secret_key_fails_fast_naming_the_setting() {
 fn walk_files(dir: &std::path::Path) -> Vec<String> {
     crate::backup::walk(dir)
 }
+
+#[test]
+fn an_s3_endpoint_that_never_answers_fails_within_the_configured_deadlines() {
+    // Two silent endpoints: one that accepts connections and never answers, one
+    // that drops every SYN (a full backlog), where the HTTP client alone would
+    // wait 30 s per request.
+    let accepting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = crate::support::app::BlackHole::new();
+    for (name, port) in [
+        ("accepting", accepting.local_addr().unwrap().port()),
+        ("dropping", hole.port),
+    ] {
+        let env = TestEnv::new(&format!("s3_silent_{name}"));
+        write_secret(&env.root().join("s3secret"), "silent-secret");
+        env.write_config(&format!(
+            "[s3]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"b\"\n\
+             access_key_id = \"k\"\nsecret_access_key_file = \"{}\"\n\
+             request_timeout_secs = 1\nretry_deadline_secs = 3\n",
+            env.root().join("s3secret").display()
+        ));
+        let started = Instant::now();
+        let r = env.run(&["backup", "--kind", "config"]);
+        let took = started.elapsed();
+        assert_eq!(r.code(), 2, "{name}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("s3.retry_deadline_secs"),
+            "{name}: {}",
+            r.stderr()
+        );
+        // Three S3 steps (cleanup, upload, retention), each ~1 s per attempt for 3 s.
+        assert!(took < Duration::from_secs(30), "{name}: took {took:?}");
+        assert_eq!(env.list().len(), 1, "{name}: the local copy is kept");
+    }
+}
