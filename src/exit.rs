@@ -62,7 +62,10 @@ pub fn could_not_start(msg: impl Into<String>) -> anyhow::Error {
 
 /// The exit code an error chain maps to.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    if err.chain().any(|e| e.is::<CouldNotStart>()) {
+    if err
+        .chain()
+        .any(|e| e.is::<CouldNotStart>() || e.is::<crate::lock::LockHeld>())
+    {
         ExitCode::CouldNotStart
     } else {
         ExitCode::Failed

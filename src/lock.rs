@@ -12,6 +12,12 @@ use anyhow::Result;
 
 use crate::exit::could_not_start;
 
+/// Another run of the same job holds the lock: exit 3, and not worth an alert
+/// (a timer firing during a manual run is not a failure).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LockHeld(pub String);
+
 #[derive(Debug)]
 pub struct JobLock {
     _file: File,
@@ -46,10 +52,10 @@ impl JobLock {
                 } else {
                     format!("pid {holder}")
                 };
-                return Err(could_not_start(format!(
+                return Err(anyhow::Error::new(LockHeld(format!(
                     "another {job} run is in progress ({who}, lock {}); not starting a second one",
                     path.display()
-                )));
+                ))));
             }
             Err(TryLockError::Error(e)) => {
                 return Err(could_not_start(format!(

@@ -621,10 +621,49 @@ pub fn report_failed_run(
         ),
         attachment: None,
     };
+    let mut delivered = false;
     for d in send_logged(&n, &ev) {
         if d.ok {
+            delivered = true;
             log::info!("failure of {job} reported via {}", d.channel);
         }
+    }
+    // Remembered, so that the next successful run closes the incident.
+    if delivered {
+        let marker = failure_marker(&settings.config, job);
+        if let Err(e) = std::fs::write(&marker, format!("{code}\n")) {
+            log::warn!("cannot write {}: {e}", marker.display());
+        }
+    }
+}
+
+/// Where a reported failure of `job` is remembered until a run of it succeeds.
+fn failure_marker(c: &crate::config::Config, job: &str) -> std::path::PathBuf {
+    c.paths.run_dir.join(format!("{job}.failure-alerted"))
+}
+
+/// After a successful run: if a failure of `job` was reported, resolve it
+/// (PagerDuty: the same dedup_key) and forget it. Cheap when there is none.
+pub fn report_recovered_run(global: &crate::cli::GlobalArgs, job: &str) {
+    let Ok(settings) = crate::config::Settings::load(global) else {
+        return;
+    };
+    let marker = failure_marker(&settings.config, job);
+    if !settings.config.alerts.alert_on_failure || !marker.exists() {
+        return;
+    }
+    let n = Notifier::from_config(&settings.config.alerts);
+    let ev = Event {
+        key: format!("job:{job}"),
+        severity: Severity::Info,
+        resolve: true,
+        title: format!("tuneton-ops {job} succeeded again on {}", n.host),
+        body: format!("{job} finished successfully; the earlier failure is resolved."),
+        attachment: None,
+    };
+    if send_logged(&n, &ev).iter().any(|d| d.ok) {
+        let _ = std::fs::remove_file(&marker);
+        log::info!("recovery of {job} reported");
     }
 }
 

@@ -83,11 +83,14 @@ pub fn run(cli: Cli) -> ExitCode {
     crate::progress::init(global.quiet, global.no_progress, global.json);
     let job = cli.command.job_name();
     let wal_fetch = matches!(cli.command, Command::WalFetch(_));
-    let report_failure = cli.command.reports_failure();
+    // A dry run changes nothing and pages nobody.
+    let report_failure = cli.command.reports_failure() && !global.dry_run;
     match dispatch(cli) {
         Ok(code) => {
             if report_failure && code >= ExitCode::Failed {
                 crate::notify::report_failed_run(&global, job, code.code(), None);
+            } else if report_failure {
+                crate::notify::report_recovered_run(&global, job);
             }
             code
         }
@@ -107,7 +110,9 @@ pub fn run(cli: Cli) -> ExitCode {
                     serde_json::to_string_pretty(&doc).unwrap_or_default()
                 );
             }
-            if report_failure {
+            // Another run holding the lock is not a failure of this job.
+            let lock_held = err.chain().any(|e| e.is::<crate::lock::LockHeld>());
+            if report_failure && !lock_held {
                 crate::notify::report_failed_run(
                     &global,
                     job,

@@ -290,6 +290,48 @@ fn alert_on_failure_reports_a_failed_backup() {
     // A successful read-only command sends nothing.
     assert_eq!(a.env.run(&["backups", "list"]).code(), 0);
     assert_eq!(a.recv.requests("/slack").len(), 1);
+
+    // Neither a dry run nor a run that finds the lock held pages anyone.
+    let out = a
+        .env
+        .cmd(&["--dry-run", "disaster-recover"])
+        .env("DB_PORT", crate::support::free_port().to_string())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    // Another run holds the backup lock (here: this test, with flock(2)).
+    std::fs::create_dir_all(a.env.root().join("run")).unwrap();
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(a.env.root().join("run/backup.lock"))
+        .unwrap();
+    // SAFETY: flock(2) on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&holder), libc::LOCK_EX) },
+        0
+    );
+    let r = a.env.run(&["backup", "--kind", "db"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("in progress"), "{}", r.stderr());
+    drop(holder);
+    assert_eq!(
+        a.recv.requests("/slack").len(),
+        1,
+        "no alert for a dry run or a held lock"
+    );
+
+    // The next successful backup resolves the incident, once.
+    let r = a.env.run(&["backup", "--kind", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let pd = a.recv.requests("/pd");
+    assert_eq!(pd.len(), 2, "{pd:?}");
+    assert_eq!(pd[1].json()["event_action"], "resolve");
+    assert_eq!(pd[1].json()["dedup_key"], "tuneton-ops:testhost:job:backup");
+    assert_eq!(a.recv.requests("/slack").len(), 2);
+    assert_eq!(a.env.run(&["backup", "--kind", "db"]).code(), 0);
+    assert_eq!(a.recv.requests("/pd").len(), 2, "resolved only once");
 }
 
 #[test]
