@@ -334,7 +334,7 @@ pub fn wait_for_health(
             });
         }
         let now = Instant::now();
-        if now + delay >= deadline {
+        if now >= deadline {
             bail!(
                 "{} not healthy after {attempts} attempts over {:.1}s: {}",
                 describe_url(url),
@@ -347,7 +347,8 @@ pub fn wait_for_health(
             last.describe(),
             delay.as_millis()
         );
-        std::thread::sleep(delay);
+        // The last probe lands on the deadline, not a backoff step before it.
+        std::thread::sleep(delay.min(deadline - now));
         delay = (delay * 2).min(Duration::from_secs(2));
     }
 }

@@ -178,7 +178,7 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
     if ctx.global.dry_run {
         let text = format!(
             "disaster recovery from {location} would:\n  check every stored byte of {} backups against their manifests\n{}",
-            steps.len(),
+            steps.len() + refusals.len(),
             actions
                 .iter()
                 .map(|a| format!("  {a}"))
