@@ -187,45 +187,9 @@ record() { # op
 }
 add_wall() { R[$1,wall]="${R[$1,wall]:-} $2"; }
 
-# ------------------------------------------------------------- base backups
-R[load_backup]=$(load_now)
-for ((i = 1; i <= REPEAT; i++)); do
-  measure "tuneton-ops backup --kind base ($i/$REPEAT)" "$W/base.json" \
-    "$TN" --config "$W/tn/ops.toml" --json --no-progress backup --kind base
-  record tnbase
-  measure "pgbackrest backup --type=full ($i/$REPEAT)" /dev/null \
-    "${AS_PG_EXEC[@]}" pgbackrest --config="$PGBR_CONF" --stanza=bench --type=full backup
-  record brbase
-done
-TN_STORED=$(du -sb "$W/tn/repo/base" | cut -f1)
-TN_STORED=$((TN_STORED / REPEAT))
-BR_STORED=$(find "$W/pgbr/repo/backup/bench" -mindepth 1 -maxdepth 1 -type d -name '*F' -print0 | du -sb --files0-from=- | awk '{s+=$1} END {print int(s/NR)}')
-
-# ------------------------------------- write load, markers and the target time
-WAL0_A=$(sqlp "$PA" -At -c "SELECT pg_current_wal_lsn()")
-WAL0_B=$(sqlp "$PB" -At -c "SELECT pg_current_wal_lsn()")
-LOAD_SQL="INSERT INTO events (session_id, kind, at, payload)
-  SELECT gen_random_uuid(), 'load', now() - random() * interval '30 days',
-         jsonb_build_object('pos', (random() * 600000)::int, 'v', random(), 'note', md5(random()::text))
-  FROM generate_series(1, $WAL_ROWS)"
-log "write load after the base backups: $WAL_ROWS rows in each cluster"
-for p in "$PA" "$PB"; do sqlp "$p" -d tuneton -c "$LOAD_SQL"; done
-for m in 1 2 3; do
-  for p in "$PA" "$PB"; do sqlp "$p" -d tuneton -c "INSERT INTO marks (id) VALUES ($m)"; done
-  sleep 0.3
-done
-EXPECT_A=$(count_rows "$PA"); EXPECT_B=$(count_rows "$PB")
-T=$(sqlp "$PA" -At -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
-sleep 0.3
-for m in 4 5; do
-  for p in "$PA" "$PB"; do sqlp "$p" -d tuneton -c "INSERT INTO marks (id) VALUES ($m)"; done
-done
-WAL_A=$(sqlp "$PA" -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0_A')::bigint")
-WAL_B=$(sqlp "$PB" -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0_B')::bigint")
-switch_and_wait "$PA"; switch_and_wait "$PB"
-log "target time $T; expected rows A $EXPECT_A, B $EXPECT_B"
-
-# ------------------------------------------------------------- recoveries
+# Each repeat is a whole cycle on the current timeline: base backups, write load, markers,
+# target T_i, both recoveries. (Recovering twice to the same target does not work: after the
+# first promotion, recovery follows the new timeline, which has no commit after the target.)
 wait_promoted() { # port
   local deadline=$((SECONDS + RECOVERY_TIMEOUT))
   until [ "$(sqlp "$1" -At -c "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ]; do
@@ -235,8 +199,42 @@ wait_promoted() { # port
 }
 export -f wait_promoted sqlp
 export H RECOVERY_TIMEOUT
-R[load_pitr]=$(load_now)
+LOAD_SQL="INSERT INTO events (session_id, kind, at, payload)
+  SELECT gen_random_uuid(), 'load', now() - random() * interval '30 days',
+         jsonb_build_object('pos', (random() * 600000)::int, 'v', random(), 'note', md5(random()::text))
+  FROM generate_series(1, $WAL_ROWS)"
+TARGETS=()
 for ((i = 1; i <= REPEAT; i++)); do
+  R[load_backup]="${R[load_backup]:-}${R[load_backup]:+; }$(load_now)"
+  measure "tuneton-ops backup --kind base ($i/$REPEAT)" "$W/base.json" \
+    "$TN" --config "$W/tn/ops.toml" --json --no-progress backup --kind base
+  record tnbase
+  measure "pgbackrest backup --type=full ($i/$REPEAT)" /dev/null \
+    "${AS_PG_EXEC[@]}" pgbackrest --config="$PGBR_CONF" --stanza=bench --type=full backup
+  record brbase
+
+  WAL0_A=$(sqlp "$PA" -At -c "SELECT pg_current_wal_lsn()")
+  WAL0_B=$(sqlp "$PB" -At -c "SELECT pg_current_wal_lsn()")
+  log "write load after the base backups: $WAL_ROWS rows in each cluster"
+  for p in "$PA" "$PB"; do sqlp "$p" -d tuneton -c "$LOAD_SQL"; done
+  for m in 1 2 3; do
+    for p in "$PA" "$PB"; do sqlp "$p" -d tuneton -c "INSERT INTO marks (id) VALUES ($((i * 10 + m)))"; done
+    sleep 0.3
+  done
+  EXPECT_A=$(count_rows "$PA"); EXPECT_B=$(count_rows "$PB")
+  T=$(sqlp "$PA" -At -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+  TARGETS+=("$T")
+  sleep 0.3
+  for m in 4 5; do
+    for p in "$PA" "$PB"; do sqlp "$p" -d tuneton -c "INSERT INTO marks (id) VALUES ($((i * 10 + m)))"; done
+  done
+  R[wal_a]="${R[wal_a]:-} $(sqlp "$PA" -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0_A')::bigint")"
+  R[wal_b]="${R[wal_b]:-} $(sqlp "$PB" -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0_B')::bigint")"
+  switch_and_wait "$PA"; switch_and_wait "$PB"
+  log "target time $T; expected rows A $EXPECT_A, B $EXPECT_B"
+  R[expect_a]="${R[expect_a]:-} $EXPECT_A"; R[expect_b]="${R[expect_b]:-} $EXPECT_B"
+
+  R[load_pitr]="${R[load_pitr]:-}${R[load_pitr]:+; }$(load_now)"
   measure "tuneton-ops pitr --target-time $T ($i/$REPEAT)" "$W/pitr.json" \
     "$TN" --config "$W/tn/ops.toml" --json --no-progress --yes pitr --target-time "$T"
   record tnpitr
@@ -247,6 +245,7 @@ for ((i = 1; i <= REPEAT; i++)); do
   else
     R[tnrows_bad]=1
     sed 's/^/   | /' "$W/a/log" | tail -n 20 >&2
+    break
   fi
 
   # pgBackRest: stop, move the data directory aside (as pitr does), restore, start, wait for promotion.
@@ -270,9 +269,13 @@ for ((i = 1; i <= REPEAT; i++)); do
   else
     R[brrows_bad]=1; R[brpitr,failed]=1
     sed 's/^/   | /' "$W/b/log" | tail -n 20 >&2
+    break
   fi
   rm -rf "$W/b/data.aside"
 done
+TN_STORED=$(( $(du -sb "$W/tn/repo/base" | cut -f1) / REPEAT ))
+BR_STORED=$(find "$W/pgbr/repo/backup/bench" -mindepth 1 -maxdepth 1 -type d -name '*F' -print0 | du -sb --files0-from=- | awk '{s+=$1} END {print int(s/NR)}')
+WAL_A=$(median ${R[wal_a]}); WAL_B=$(median ${R[wal_b]})
 
 # ------------------------------------------------------------- report
 CMD="bench/pitr.sh"
@@ -295,7 +298,7 @@ ok() { [ -z "${R[$1,failed]:-}" ] && [ -z "${R[${2}_bad]:-}" ] && echo "exactly 
   echo
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- Command: \`$CMD\` (run as root from the repository root)"
-  echo "- Machine: $(machine_line); shared with other engineers' builds. Load average (1, 5, 15 min) at the start: $LOAD_START; before the base backups: ${R[load_backup]}; before the recoveries: ${R[load_pitr]}"
+  echo "- Machine: $(machine_line); shared with other engineers' builds. Load average (1, 5, 15 min) at the start: $LOAD_START; before each repeat's base backups: ${R[load_backup]}; before its recoveries: ${R[load_pitr]}"
   echo "- PostgreSQL $(sqlp "$PA" -At -c 'SHOW server_version'), two throwaway clusters with identical data (fsync=off, shared_buffers=256MB, wal_level=replica, archive_mode=on)"
   echo "- $("$BIN" --version) (target/release): \`archive_command = 'tuneton-ops wal-push %p'\`, zstd level 3 (default compression_threads = 1), gpg AES256 (symmetric) through gpgme"
   echo "- $(pgbackrest version): \`archive_command = 'pgbackrest archive-push %p'\` (synchronous), posix repo on the same disk, compress-type=zst, compress-level=3, **repo1-cipher-type=aes-256-cbc (encryption on, to match ours)**, process-max=1 (default), start-fast=y"
@@ -303,7 +306,7 @@ ok() { [ -z "${R[$1,failed]:-}" ] && [ -z "${R[${2}_bad]:-}" ] && echo "exactly 
   echo
   echo "Database: pg_database_size $(mb "$DBSIZE") MB, data directory without pg_wal $(mb "$CLUSTER_SIZE") MB (generated by \`bench/gen.sql\` in $GEN_S s, then copied to the second cluster)."
   echo "Stored base backup: tuneton-ops $(mb "$TN_STORED") MB (one .tar.zst.gpg), pgBackRest $(mb "$BR_STORED") MB (backup set directory)."
-  echo "After the base backups each cluster got $WAL_ROWS inserted rows (WAL to replay: A $(mb "$WAL_A") MB, B $(mb "$WAL_B") MB), then marker rows 1..5 in separate transactions; target time \`$T\` lies between markers 3 and 4."
+  echo "Each repeat: base backups of both clusters, then $WAL_ROWS inserted rows in each (WAL to replay, median: A $(mb "$WAL_A") MB, B $(mb "$WAL_B") MB), then marker rows i1..i5 in separate transactions; the target time T_i lies between markers i3 and i4 (targets: ${TARGETS[*]}). Each repeat recovers both clusters to its own target, so repeat i+1 runs on the timeline repeat i's promotion started."
   echo
   echo "MB/s = data directory size (without pg_wal) / wall time. Peak RSS MiB: *time %M* = GNU time's maximum (largest single process"
   echo "among the command and the children it waited for), *own* = VmHWM of the command's own process, *tree* = largest"
@@ -318,7 +321,7 @@ ok() { [ -z "${R[$1,failed]:-}" ] && [ -z "${R[${2}_bad]:-}" ] && echo "exactly 
   row brrestore '… of which `pgbackrest restore` alone'
   row brstart '… of which start + replay (archive-get) + promotion'
   echo
-  echo "Row checks (users/tracks/sessions/events/markers): expected at T A \`$EXPECT_A\`, B \`$EXPECT_B\`."
+  echo "Row checks (users/tracks/sessions/events/markers) per repeat: expected at T_i A \`$(echo ${R[expect_a]})\`, B \`$(echo ${R[expect_b]})\`."
   echo "- tuneton-ops: got \`$(echo ${R[tnrows]:-none})\`: $(ok tnpitr tnrows)"
   echo "- pgBackRest: got \`$(echo ${R[brrows]:-none})\`: $(ok brpitr brrows)"
   if [ -s "$W/failures.md" ]; then

@@ -522,6 +522,16 @@ fn wait_for_target(
                 }
             }
             _ => {
+                // The start command returns once the server accepts (read-only)
+                // connections; the startup process can still fail afterwards and
+                // take the server down. Waiting on would only run into the timeout.
+                if !cluster.data_dir.join("postmaster.pid").exists() {
+                    bail!(
+                        "PostgreSQL stopped during recovery, before reaching the target; its log says why \
+                         (e.g. \"recovery ended before configured recovery target was reached\": the archived WAL on \
+                         the timeline recovery followed has no commit after the target)"
+                    );
+                }
                 if let Ok(mut c) = pg.connect(&pg.maintenance_db) {
                     let row = c.query_one(
                         "SELECT pg_is_in_recovery(), \

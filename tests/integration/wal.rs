@@ -477,9 +477,15 @@ fn pitr_from_an_s3_only_repository() {
     chown_postgres(&root);
 
     pg.psql("CREATE TABLE events (id int PRIMARY KEY)");
+    pg.psql("CREATE TABLE filler (x int)");
     pg.psql("INSERT INTO events SELECT generate_series(1, 50)");
     let r = env.run(&["backup", "--kind", "base"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    // About three full segments between the base backup's end and the target, so
+    // recovery is still replaying (through wal-fetch) after the server accepts
+    // connections. (Segments left nearly empty by pg_switch_wal are read ahead
+    // before consistency is even reported.)
+    pg.psql("INSERT INTO filler SELECT generate_series(1, 800000)");
     pg.psql("INSERT INTO events VALUES (51)");
     std::thread::sleep(Duration::from_millis(300));
     let target = pg.psql(
@@ -503,6 +509,40 @@ fn pitr_from_an_s3_only_repository() {
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert_eq!(pg.psql("SELECT max(id) FROM events"), "51");
     assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+
+    // Regression: the same target again, with nothing written since the promotion.
+    // Recovery follows the new timeline (recovery_target_timeline = latest), finds
+    // no commit after the target and PostgreSQL stops after it had accepted
+    // read-only connections: pitr must say so at once, not wait for the timeout.
+    let history = "tuneton/wal/00000002.history.manifest.json".to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s3.keys().contains(&history) {
+        assert!(
+            Instant::now() < deadline,
+            "00000002.history not archived: {:?}",
+            s3.keys()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    let r = env.run(&["--yes", "pitr", "--target-time", &target]);
+    assert_eq!(r.code(), 2, "{}{}", r.stdout(), r.stderr());
+    let log = std::fs::read_to_string(root.join("pg/server.log")).unwrap_or_default();
+    assert!(
+        r.stderr().contains("stopped during recovery") && r.stderr().contains("intact at"),
+        "{}\n{}",
+        r.stderr(),
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        !data.join("postmaster.pid").exists(),
+        "the server is not up after a failed recovery"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "took {:?} (recovery_timeout_secs is 60)",
+        started.elapsed()
+    );
 }
 
 #[test]
