@@ -48,6 +48,10 @@ while i < count:
         time.sleep(delay)
     if os.path.exists(pidfile + ".stop"):
         break
+# A rotation's reopen signal may still arrive while the interpreter shuts down,
+# when its handlers are gone: the default action would kill us mid-exit.
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
 os.close(fd)
 "#;
 
@@ -179,7 +183,8 @@ impl Writer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(self.child.wait().unwrap().success(), "the writer failed");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the writer failed: {status}");
     }
 }
 
