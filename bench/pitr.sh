@@ -300,7 +300,7 @@ ok() { [ -z "${R[$1,failed]:-}" ] && [ -z "${R[${2}_bad]:-}" ] && echo "exactly 
   echo "- Command: \`$CMD\` (run as root from the repository root)"
   echo "- Machine: $(machine_line); shared with other engineers' builds. Load average (1, 5, 15 min) at the start: $LOAD_START; before each repeat's base backups: ${R[load_backup]}; before its recoveries: ${R[load_pitr]}"
   echo "- PostgreSQL $(sqlp "$PA" -At -c 'SHOW server_version'), two throwaway clusters with identical data (fsync=off, shared_buffers=256MB, wal_level=replica, archive_mode=on)"
-  echo "- $("$BIN" --version) (target/release): \`archive_command = 'tuneton-ops wal-push %p'\`, zstd level 3 (compression_threads = 0, the default), gpg AES256 (symmetric) through gpgme"
+  echo "- $("$BIN" --version) (target/release): \`archive_command = 'tuneton-ops wal-push %p'\`, zstd level 3 (compression_threads = 1, the default: one worker, 1 MiB jobs), gpg AES256 (symmetric) through gpgme"
   echo "- $(pgbackrest version): \`archive_command = 'pgbackrest archive-push %p'\` (synchronous), posix repo on the same disk, compress-type=zst, compress-level=3, **repo1-cipher-type=aes-256-cbc (encryption on, to match ours)**, process-max=1 (default), start-fast=y"
   echo "- Runs per measurement: $REPEAT (wall time is the median; RSS the maximum)"
   echo

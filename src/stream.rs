@@ -120,6 +120,10 @@ impl CompressionSpec {
                 if self.threads > 0 {
                     enc.multithread(self.threads)
                         .context("zstd worker threads")?;
+                    // 1 MiB jobs instead of zstd's default (several MiB at level 3,
+                    // buffered a few times over): ~35 MiB less resident.
+                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(1 << 20))
+                        .context("zstd job size")?;
                 }
                 Box::new(enc)
             }
