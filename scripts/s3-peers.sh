@@ -68,7 +68,7 @@ TOML
     SECRET=$(awk '/Secret key/ {print $NF}' "$W/key.txt")
     # The tests create one bucket each; Garage lets a key create buckets only with this permission.
     g key allow --create-bucket "$KEY_ID" >/dev/null
-    VERSION="garage $("$GARAGE" --version | awk '{print $2}')"
+    VERSION="garage $("$GARAGE" --version | awk '{print $2}' | sed 's/^cargo://')"
     export TUNETON_TEST_S3_ENDPOINT="http://127.0.0.1:$S3P" TUNETON_TEST_S3_ACCESS_KEY="$KEY_ID" \
       TUNETON_TEST_S3_SECRET_KEY="$SECRET" TUNETON_TEST_S3_REGION=garage RUST_S3_SKIP_LOCATION_CONSTRAINT=true
     ENVLINE="TUNETON_TEST_S3_ENDPOINT=http://127.0.0.1:PORT TUNETON_TEST_S3_ACCESS_KEY=KEY TUNETON_TEST_S3_SECRET_KEY=SECRET TUNETON_TEST_S3_REGION=garage RUST_S3_SKIP_LOCATION_CONSTRAINT=true"
