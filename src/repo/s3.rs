@@ -656,6 +656,18 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A repository object for unit tests (no request is made).
+    fn test_repo() -> S3Repo {
+        let cfg = S3Config {
+            enabled: true,
+            bucket: "b".into(),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some(crate::config::Secret::new("s")),
+            ..Default::default()
+        };
+        S3Repo::open(&cfg).unwrap()
+    }
+
     #[test]
     fn error_codes_are_read_from_xml() {
         let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
@@ -665,14 +677,7 @@ mod tests {
 
     #[test]
     fn not_implemented_is_permanent_and_unavailable_is_retried() {
-        let cfg = S3Config {
-            enabled: true,
-            bucket: "b".into(),
-            access_key_id: Some("k".into()),
-            secret_access_key: Some(crate::config::Secret::new("s")),
-            ..Default::default()
-        };
-        let repo = S3Repo::open(&cfg).unwrap();
+        let repo = test_repo();
         let body = "<Error><Code>NotImplemented</Code></Error>".to_string();
         assert!(matches!(
             repo.classify(&S3Error::HttpFailWithBody(501, body)),
@@ -687,14 +692,7 @@ mod tests {
 
     #[test]
     fn part_sizes_grow_so_ten_thousand_parts_hold_terabytes() {
-        let cfg = S3Config {
-            enabled: true,
-            bucket: "b".into(),
-            access_key_id: Some("k".into()),
-            secret_access_key: Some(crate::config::Secret::new("s")),
-            ..Default::default()
-        };
-        let repo = S3Repo::open(&cfg).unwrap();
+        let repo = test_repo();
         assert_eq!(repo.part_size_for(1), 8 * MIB);
         assert_eq!(repo.part_size_for(1000), 8 * MIB);
         assert_eq!(repo.part_size_for(1001), 16 * MIB);
