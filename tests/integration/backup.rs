@@ -219,17 +219,24 @@ fn killed_pg_dump_fails_the_run_with_its_message_and_publishes_nothing() {
     assert!(walk(&env.repo()).is_empty(), "{:?}", walk(&env.repo()));
 }
 
-#[test]
-fn sigkill_mid_backup_leaves_nothing_that_looks_finished_and_a_second_run_exits_3() {
-    let env = TestEnv::new("sigkill");
+/// A `backup --kind db` that is running, held inside pg_dump by a table lock
+/// until the returned holder is released.
+fn backup_blocked_in_pg_dump(env: &TestEnv) -> (LockHolder, std::process::Child) {
     let holder = hold_lock(&env.db, "tracks");
-    let mut first = env
+    let child = env
         .cmd(&["backup", "--kind", "db"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for_process("pg_dump", &env.db, Duration::from_secs(20)).expect("pg_dump started");
+    (holder, child)
+}
+
+#[test]
+fn sigkill_mid_backup_leaves_nothing_that_looks_finished_and_a_second_run_exits_3() {
+    let env = TestEnv::new("sigkill");
+    let (holder, mut first) = backup_blocked_in_pg_dump(&env);
 
     // A concurrent run is refused at once, naming the holder.
     let started = Instant::now();
@@ -288,14 +295,7 @@ fn sigkill_mid_backup_leaves_nothing_that_looks_finished_and_a_second_run_exits_
 #[test]
 fn sigterm_mid_backup_exits_143_says_so_and_leaves_no_gnupg_home() {
     let env = TestEnv::new("sigterm");
-    let holder = hold_lock(&env.db, "tracks");
-    let mut run = env
-        .cmd(&["backup", "--kind", "db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_process("pg_dump", &env.db, Duration::from_secs(20)).expect("pg_dump started");
+    let (holder, mut run) = backup_blocked_in_pg_dump(&env);
     let pid = run.id().to_string();
     let owned_homes = || {
         std::fs::read_dir("/tmp")
