@@ -540,16 +540,8 @@ fn all_cmdlines() -> Vec<String> {
 
 /// Every file under `dir`, as strings.
 pub fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }

@@ -60,16 +60,8 @@ fn all_canaries() -> Vec<&'static str> {
     ]
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    crate::support::files_under(dir)
 }
 
 /// Extracts a bundle with tar(1) and returns its top directory.

@@ -336,6 +336,23 @@ impl Drop for GnupgHome {
     }
 }
 
+/// Every file below `dir` (recursively; a missing dir has none), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn write_secret(path: &Path, value: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, format!("{value}\n")).unwrap();
