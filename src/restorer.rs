@@ -83,18 +83,33 @@ pub fn restore_db(
     let dog = Watchdog::new(child.id(), pg.command_timeout);
     let stderr = capture_stderr(&mut child);
     let mut stdin = child.stdin.take().expect("piped");
-    let file = repo.open(entry)?;
-    let decoded = {
+    // The tail of the plaintext is held back until every stored byte has been read
+    // and matched with the manifest: the tool cannot finish (and its single
+    // transaction cannot commit) on a stream that turns out bad at its end (gpg
+    // reports a damaged ciphertext only after writing most of the plaintext).
+    let mut sink = HoldBack::new(BrokenPipeIsEnd(&mut stdin), HOLD_BACK);
+    let decoded = repo.open(entry).and_then(|file| {
         let mut progress = Progress::bytes(&format!("restore {}", entry.id), Some(entry.size));
-        decode(
+        let digests = decode(
             BufReader::with_capacity(1 << 20, file),
             entry.compression(),
             entry.encrypted(),
             crypto,
-            BrokenPipeIsEnd(&mut stdin),
+            &mut sink,
             Some(&mut progress),
-        )
+        )?;
+        check_digests(entry, &digests)?;
+        Ok(digests)
+    });
+    let decoded = match decoded {
+        Ok(_) => sink.release().map(|_| ()).map_err(anyhow::Error::from),
+        Err(e) => {
+            // Never let the tool see the end of a bad stream: kill it, so its transaction rolls back.
+            let _ = child.kill();
+            Err(e)
+        }
     };
+    drop(sink);
     drop(stdin);
     let status = child.wait()?;
     let err = stderr
@@ -127,6 +142,63 @@ pub fn restore_db(
     }
     decoded.context("reading the backup during restore")?;
     Ok(())
+}
+
+/// The bytes read for a restore against the manifest (the check before the restore
+/// read them once; this is the read the restore used).
+fn check_digests(entry: &RepoEntry, digests: &crate::stream::StreamDigests) -> Result<()> {
+    match &entry.manifest {
+        Some(m) if *digests != m.digests => bail!(
+            "{} read during the restore does not match its manifest (stored sha256 {}, manifest {}); nothing was restored",
+            entry.location,
+            digests.stored_sha256,
+            m.digests.stored_sha256
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// How much plaintext `HoldBack` keeps from the tool until the stream is checked.
+const HOLD_BACK: usize = 1 << 20;
+
+/// Passes bytes through except the last `keep`, which reach the inner writer only
+/// on `release` (after the caller has checked the whole stream).
+struct HoldBack<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    keep: usize,
+}
+
+impl<W: Write> HoldBack<W> {
+    fn new(inner: W, keep: usize) -> Self {
+        HoldBack {
+            inner,
+            buf: Vec::with_capacity(2 * keep),
+            keep,
+        }
+    }
+
+    /// Writes the held-back tail.
+    fn release(&mut self) -> io::Result<()> {
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for HoldBack<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 2 * self.keep {
+            let pass = self.buf.len() - self.keep;
+            self.inner.write_all(&self.buf[..pass])?;
+            self.buf.drain(..pass);
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Lets the decoder finish when the tool stopped reading; the tool's own exit status reports why.
@@ -210,7 +282,7 @@ fn restore_db_parallel(
     {
         let file = repo.open(entry)?;
         let mut progress = Progress::bytes(&format!("decrypt {}", entry.id), Some(entry.size));
-        decode(
+        let digests = decode(
             BufReader::with_capacity(1 << 20, file),
             entry.compression(),
             entry.encrypted(),
@@ -218,6 +290,7 @@ fn restore_db_parallel(
             BufWriter::with_capacity(1 << 20, spool.as_file()),
             Some(&mut progress),
         )?;
+        check_digests(entry, &digests)?;
     }
     let mut cmd = tool_for(ContentFormat::PgDumpCustom, pg, db, opts)?;
     cmd.arg(format!("--jobs={}", opts.jobs)).arg(spool.path());
@@ -339,4 +412,31 @@ pub fn restore_dir(
     std::fs::rename(&staged, target)
         .with_context(|| format!("moving the restored tree into {}", target.display()))?;
     Ok(moved_aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_back_passes_all_but_the_tail_until_released() {
+        let data = b"abcdefghijklmnopq";
+        let mut out = Vec::new();
+        let mut h = HoldBack::new(&mut out, 4);
+        for chunk in [&data[..3], &data[3..8], &data[8..10], &data[10..]] {
+            h.write_all(chunk).unwrap();
+            h.flush().unwrap();
+        }
+        let held = h.buf.len();
+        assert!(held >= 4, "at least the last 4 bytes are held, got {held}");
+        drop(h);
+        assert_eq!(&out[..], &data[..data.len() - held]);
+
+        let mut out = Vec::new();
+        let mut h = HoldBack::new(&mut out, 4);
+        h.write_all(data).unwrap();
+        h.release().unwrap();
+        drop(h);
+        assert_eq!(&out[..], &data[..]);
+    }
 }

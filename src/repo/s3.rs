@@ -37,7 +37,10 @@ const MIB: usize = 1024 * 1024;
 /// Part sizes double every this many parts: 10 000 parts then cover far more than any backup.
 const PARTS_PER_SIZE_STEP: u32 = 1000;
 const MAX_PART: usize = 5 * 1024 * MIB;
+/// Objects are read in ranges of this size (one request each, see `stream`).
+const GET_RANGE: u64 = 8 * MIB as u64;
 
+#[derive(Clone)]
 pub struct S3Repo {
     bucket: Box<Bucket>,
     prefix: String,
@@ -262,18 +265,39 @@ impl S3Repo {
             .with_context(|| format!("reading back {}", self.url(key)))
     }
 
-    /// A reader over an object, fed by a GET on a thread.
+    /// A reader over an object, fed by ranged GETs on a thread. Each range is one
+    /// request with its own `s3.request_timeout_secs` and retries (`call`): the HTTP
+    /// client's timeout covers the whole response body, so a single GET of a large
+    /// object read at restore speed would be cut off however healthy the store is.
     fn stream(&self, key: &str) -> ThreadReader {
         let (reader, mut writer) = io::pipe().expect("pipe");
-        let bucket = self.bucket.clone();
-        let full = self.full_key(key);
-        let url = self.url(key);
+        let repo = self.clone();
+        let key = key.to_string();
         let handle = std::thread::spawn(move || -> Result<()> {
-            match bucket.get_object_to_writer(&full, &mut writer) {
-                Ok(_) => Ok(()),
-                Err(S3Error::HttpFailWithBody(404, _)) => bail!("{url} does not exist"),
-                Err(e) => bail!("GET {url}: {e}"),
+            let url = repo.url(&key);
+            let (size, _) = repo
+                .head(&key)?
+                .ok_or_else(|| anyhow!("{url} does not exist"))?;
+            for (start, end) in byte_ranges(size, GET_RANGE) {
+                let full = repo.full_key(&key);
+                let data = repo
+                    .call(&format!("GET {url} (bytes {start}-{end})"), move |b| {
+                        b.get_object_range(&full, start, Some(end))
+                    })?
+                    .ok_or_else(|| anyhow!("{url} disappeared while being read"))?;
+                let bytes = data.bytes();
+                if bytes.len() as u64 != end - start + 1 {
+                    bail!(
+                        "GET {url}: asked for bytes {start}-{end}, got {} bytes (the object changed while being read?)",
+                        bytes.len()
+                    );
+                }
+                if writer.write_all(bytes).is_err() {
+                    // The reader stopped reading (its own error is what gets reported).
+                    return Ok(());
+                }
             }
+            Ok(())
         });
         ThreadReader {
             reader,
@@ -641,6 +665,13 @@ impl Read for ThreadReader {
     }
 }
 
+/// Inclusive byte ranges of at most `step` bytes covering `0..size`.
+fn byte_ranges(size: u64, step: u64) -> impl Iterator<Item = (u64, u64)> {
+    (0..size)
+        .step_by(step as usize)
+        .map(move |start| (start, (start + step).min(size) - 1))
+}
+
 /// The `<Code>` of an S3 XML error body.
 fn xml_code(body: &str) -> Option<String> {
     let start = body.find("<Code>")? + "<Code>".len();
@@ -688,6 +719,17 @@ mod tests {
             repo.classify(&S3Error::HttpFailWithBody(503, body)),
             Failure::Transient(_)
         ));
+    }
+
+    #[test]
+    fn byte_ranges_cover_the_object_exactly_once() {
+        assert_eq!(byte_ranges(0, 8).count(), 0);
+        assert_eq!(byte_ranges(1, 8).collect::<Vec<_>>(), vec![(0, 0)]);
+        assert_eq!(byte_ranges(8, 8).collect::<Vec<_>>(), vec![(0, 7)]);
+        assert_eq!(
+            byte_ranges(17, 8).collect::<Vec<_>>(),
+            vec![(0, 7), (8, 15), (16, 16)]
+        );
     }
 
     #[test]

@@ -237,3 +237,70 @@ fn an_s3_endpoint_that_never_answers_fails_within_the_configured_deadlines() {
         assert_eq!(env.list().len(), 1, "{name}: the local copy is kept");
     }
 }
+
+/// The child of `parent` running `comm`, if any (from /proc).
+fn child_named(parent: u32, comm: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && name == comm).then_some(pid)
+    })
+}
+
+#[test]
+fn a_restore_from_s3_slower_than_the_request_timeout_still_completes() {
+    // The HTTP client's timeout covers a whole response body: one GET for the
+    // whole object, read as slowly as pg_restore consumes it, used to be cut off
+    // at s3.request_timeout_secs. Objects are now read in ranges, each a request
+    // of its own. pg_restore is stopped for 3x the request timeout mid-restore.
+    let env = TestEnv::new("s3_slow_reader");
+    let s3 = S3Server::start("slow-reader");
+    psql(
+        &env.db,
+        "CREATE TABLE blobs AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS v \
+         FROM generate_series(1, 400000) g",
+    );
+    s3_only(&env, &s3, "");
+    let (id, _) = env.backup("db");
+    let size = env.list()[0]["size"].as_u64().unwrap();
+    assert!(size > 12 << 20, "the object spans several ranges: {size}");
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replace("request_timeout_secs = 10", "request_timeout_secs = 1"),
+    )
+    .unwrap();
+    let target = format!("{}_slow", env.db);
+    let mut child = env
+        .cmd(&["restore", &id, "--target-db", &target])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pg_restore = loop {
+        if let Some(pid) = child_named(child.id(), "pg_restore") {
+            break pid;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "restore ended before pg_restore was seen"
+        );
+        assert!(Instant::now() < deadline, "pg_restore never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    unsafe { libc::kill(pg_restore, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(3));
+    unsafe { libc::kill(pg_restore, libc::SIGCONT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&target, "blobs"), 400000);
+    assert_eq!(count(&target, "tracks"), 1500);
+}
