@@ -165,7 +165,7 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l from
 s3\t''"
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l db-name -d 'Database to back up (overrides database.name and DB_NAME)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l clean -d 'Replace what the target holds (database: drop objects first; directory: move the old one aside)'
-complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l no-owner -d 'Do not restore object ownership (pg_restore --no-owner)'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l no-owner -d 'Give every object to the restoring user and skip GRANTs (pg_restore --no-owner --no-privileges): for a server without the backup\'s roles'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s q -l quiet -d 'Only errors on stderr'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand restore" -s v -l verbose -d 'More detail on stderr'
@@ -235,6 +235,7 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l skip-app -d 'Leave the application directory alone'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l skip-config -d 'Leave the config directory alone'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l no-start -d 'Do not start the application afterwards'
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l no-owner -d 'Give every database object to the restoring user and skip GRANTs (pg_restore --no-owner --no-privileges): for a new server without the backup\'s roles'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -s q -l quiet -d 'Only errors on stderr'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -s v -l verbose -d 'More detail on stderr'

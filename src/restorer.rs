@@ -135,9 +135,10 @@ pub fn restore_db(
     }
     if !status.success() {
         bail!(
-            "{} into {} failed ({status}): {err}",
+            "{} into {} failed ({status}): {err}{}",
             tool_name(format),
-            pg.describe(db)
+            pg.describe(db),
+            missing_role_hint(&err)
         );
     }
     decoded.context("reading the backup during restore")?;
@@ -155,6 +156,22 @@ fn check_digests(entry: &RepoEntry, digests: &crate::stream::StreamDigests) -> R
             m.digests.stored_sha256
         ),
         _ => Ok(()),
+    }
+}
+
+/// What to do when the backup's objects belong to roles this server lacks (a new host).
+fn missing_role_hint(err: &str) -> String {
+    let Some(start) = err.find("role \"") else {
+        return String::new();
+    };
+    let rest = &err[start + 6..];
+    match rest.split_once("\" does not exist") {
+        Some((role, _)) if !role.contains('"') => format!(
+            "\nThe backup's objects belong to role {role:?}, which this server does not have: nothing was restored \
+             (one transaction). Create the role first (CREATE ROLE {role} ...), or pass --no-owner to give every \
+             object to the restoring user and skip GRANTs."
+        ),
+        _ => String::new(),
     }
 }
 
@@ -239,7 +256,8 @@ fn tool_for(
                 cmd.args(["--clean", "--if-exists"]);
             }
             if opts.no_owner {
-                cmd.arg("--no-owner");
+                // On a server without the backup's roles, GRANTs to them fail as ownership does.
+                cmd.args(["--no-owner", "--no-privileges"]);
             }
             Ok(cmd)
         }
@@ -296,12 +314,14 @@ fn restore_db_parallel(
     cmd.arg(format!("--jobs={}", opts.jobs)).arg(spool.path());
     let out = crate::process::output_with_deadline(&mut cmd, pg.command_timeout, "pg_restore")?;
     if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "pg_restore --jobs={} into {} failed ({}): {}",
+            "pg_restore --jobs={} into {} failed ({}): {}{}",
             opts.jobs,
             pg.describe(db),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            err.trim(),
+            missing_role_hint(&err)
         );
     }
     Ok(())
@@ -417,6 +437,14 @@ pub fn restore_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_role_gets_a_hint_naming_it() {
+        let err = "pg_restore: error: could not execute query: ERROR:  role \"tn_owner\" does not exist\nCommand was: ALTER TABLE public.users OWNER TO tn_owner;";
+        let hint = missing_role_hint(err);
+        assert!(hint.contains("\"tn_owner\"") && hint.contains("--no-owner"), "{hint}");
+        assert_eq!(missing_role_hint("pg_restore: error: out of memory"), "");
+    }
 
     #[test]
     fn hold_back_passes_all_but_the_tail_until_released() {

@@ -47,6 +47,9 @@ pub struct DisasterRecoverArgs {
     /// Do not start the application afterwards
     #[arg(long)]
     pub no_start: bool,
+    /// Give every database object to the restoring user and skip GRANTs (pg_restore --no-owner --no-privileges): for a new server without the backup's roles
+    #[arg(long)]
+    pub no_owner: bool,
 }
 
 /// One backup to bring back and where it goes.
@@ -233,7 +236,7 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
     let opts = DbRestoreOptions {
         clean: args.clean,
         jobs: args.jobs.max(1),
-        no_owner: false,
+        no_owner: args.no_owner,
         scratch_dir: cfg.paths.scratch_dir.clone(),
     };
     if let Some(a) = &app {

@@ -43,7 +43,7 @@ pub struct RestoreArgs {
     /// Parallel pg_restore jobs (spools the decrypted dump to paths.scratch_dir, mode 0600)
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub jobs: u32,
-    /// Do not restore object ownership (pg_restore --no-owner)
+    /// Give every object to the restoring user and skip GRANTs (pg_restore --no-owner --no-privileges): for a server without the backup's roles
     #[arg(long)]
     pub no_owner: bool,
 }

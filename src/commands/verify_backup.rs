@@ -47,44 +47,42 @@ pub struct VerifyArgs {
 
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
-    let repo = repo::for_reading(cfg, ctx.global.from)?;
     if args.wal {
+        let repo = repo::for_reading(cfg, ctx.global.from)?;
         let (code, doc, text) = super::wal::archive_status(ctx, repo.as_ref(), args.max_age)?;
         ctx.emit(&doc, &text);
         return Ok(code);
     }
-    let (all, warnings) = repo.list()?;
-    for w in &warnings {
-        log::warn!("{w}");
+    let repos = repo::for_verifying(cfg, ctx.global.from)?;
+    let several = repos.len() > 1;
+    let mut found = Vec::new();
+    for repo in &repos {
+        let (all, warnings) = repo.list()?;
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        let selected = select(&args, repo.as_ref(), &all, several)?;
+        found.push((repo.as_ref(), all, selected));
     }
-    let kinds: Vec<BackupKind> = args
-        .kind
-        .map(|k| vec![k])
-        .unwrap_or_else(|| BackupKind::ALL.to_vec());
-    let selected: Vec<RepoEntry> = if args.all {
-        all.iter()
-            .filter(|e| kinds.contains(&e.kind))
-            .cloned()
-            .collect()
-    } else if let Some(id) = args.id.as_deref().filter(|i| *i != "latest") {
-        vec![repo.find(id, None)?]
-    } else {
-        kinds
-            .iter()
-            .filter_map(|k| all.iter().rev().find(|e| e.kind == *k).cloned())
-            .collect()
-    };
-    if selected.is_empty() {
-        log::error!("no backups found in {}", repo.location());
+    if found.iter().all(|(_, _, s)| s.is_empty()) {
+        let locations: Vec<String> = repos.iter().map(|r| r.location()).collect();
+        if let Some(id) = args.id.as_deref().filter(|i| *i != "latest") {
+            return Err(could_not_start(format!(
+                "no backup {id:?} in {} (see `tuneton-ops backups list`)",
+                locations.join(" or ")
+            )));
+        }
+        log::error!("no backups found in {}", locations.join(" or "));
         ctx.emit(
-            &json!({"ok": false, "error": "no backups found", "repository": repo.location()}),
+            &json!({"ok": false, "error": "no backups found", "repository": locations.join(" "), "repositories": locations}),
             "no backups found",
         );
         return Ok(ExitCode::Failed);
     }
     if ctx.global.dry_run {
-        let lines: Vec<String> = selected
+        let lines: Vec<String> = found
             .iter()
+            .flat_map(|(_, _, selected)| selected)
             .map(|e| format!("would verify {} ({})", e.id, e.location))
             .collect();
         ctx.emit(
@@ -96,144 +94,216 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
 
     let crypto = Crypto::for_decrypt(&cfg.encryption)?;
     let pg = PgTarget::from_config(&cfg.database);
-    let mut code = ExitCode::Success;
-    let mut reports = Vec::new();
-    let mut text = String::new();
-    for entry in &selected {
-        log::info!("verifying {} ({})", entry.id, entry.location);
-        let report = verify_entry(entry, repo.as_ref(), &crypto, &pg);
-        let mut problems = report.problems.clone();
-        let mut comparison: Option<Vec<TableComparison>> = None;
-        let mut inconclusive = report.inconclusive;
-        if args.restore_test && entry.kind == BackupKind::Db && report.ok {
-            match restore_test(ctx, entry, repo.as_ref(), &crypto, &pg) {
-                Ok(rows) => {
-                    for r in rows
-                        .iter()
-                        .filter(|r| !r.matches() && entry.manifest.is_some())
-                    {
-                        problems.push(format!(
-                            "restore test: {} has {} rows, manifest says {}",
-                            r.table,
-                            opt(r.restored),
-                            opt(r.expected)
-                        ));
-                    }
-                    comparison = Some(rows);
-                }
-                Err(e) => {
-                    // The scratch database could not be reached: that says nothing about the backup.
-                    inconclusive |= format!("{e:#}").contains("cannot connect to PostgreSQL");
-                    problems.push(format!("restore test: {e:#}"));
-                }
-            }
+    let mut out = Outcome {
+        code: ExitCode::Success,
+        reports: Vec::new(),
+        ages: Vec::new(),
+        text: String::new(),
+    };
+    for (repo, all, selected) in &found {
+        if several {
+            out.text.push_str(&format!("{}:\n", repo.location()));
         }
-        let ok = problems.is_empty();
-        let method = if comparison.is_some() {
-            "restore-test"
-        } else {
-            "full-read"
-        };
-        if inconclusive {
-            log::warn!(
-                "{}: could not be verified here; its previous verification state is kept",
-                entry.id
-            );
-        } else if let Err(e) = repo.record_verification(
-            entry,
-            &VerificationRecord {
-                ok,
-                at: Utc::now(),
-                method: method.into(),
-                problems: problems.clone(),
-            },
-        ) {
-            log::warn!("could not record the verification of {}: {e:#}", entry.id);
+        for entry in selected {
+            verify_one(ctx, &args, *repo, entry, &crypto, &pg, &mut out);
         }
-        if ok {
-            log::info!(
-                "{} OK: {} read, {} decrypted; {}",
-                entry.id,
-                human_bytes(report.stored_size),
-                human_bytes(report.content_size),
-                report.structure.as_deref().unwrap_or("")
-            );
-            text.push_str(&format!(
-                "OK      {}  {}\n",
-                entry.id,
-                report.structure.as_deref().unwrap_or("")
-            ));
-        } else {
-            code = code.worst(ExitCode::Failed);
-            for p in &problems {
-                log::error!("{} ({}): {p}", entry.id, entry.location);
-            }
-            text.push_str(&format!("FAILED  {}  {}\n", entry.id, entry.location));
-            for p in &problems {
-                text.push_str(&format!("        {p}\n"));
-            }
-        }
-        if let Some(rows) = &comparison {
-            text.push_str(&format!(
-                "        {:<40} {:>12} {:>12}\n",
-                "table", "manifest", "restored"
-            ));
-            for r in rows {
-                let mark = if r.matches() { "" } else { "  MISMATCH" };
-                text.push_str(&format!(
-                    "        {:<40} {:>12} {:>12}{mark}\n",
-                    r.table,
-                    opt(r.expected),
-                    opt(r.restored)
-                ));
-            }
-        }
-        reports.push(json!({
-            "id": report.id, "kind": report.kind, "path": report.path, "ok": ok, "problems": problems,
-            "structure": report.structure, "stored_size": report.stored_size, "content_size": report.content_size,
-            "seconds": report.seconds, "legacy": entry.legacy.is_some(), "restore_test": comparison,
-            "inconclusive": inconclusive, "recorded": !inconclusive,
-        }));
+        check_ages(ctx, &args, *repo, all, &mut out);
     }
+    let code = out.code;
+    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages}), &out.text);
+    Ok(code)
+}
 
-    // Age of the newest backup of each kind checked (not when one backup was named).
-    let kinds: Vec<BackupKind> = if args.id.as_deref().is_some_and(|i| i != "latest") {
-        Vec::new()
+/// What the verification of every selected backup adds up to.
+struct Outcome {
+    code: ExitCode,
+    reports: Vec<serde_json::Value>,
+    ages: Vec<serde_json::Value>,
+    text: String,
+}
+
+fn kinds(args: &VerifyArgs) -> Vec<BackupKind> {
+    args.kind
+        .map(|k| vec![k])
+        .unwrap_or_else(|| BackupKind::ALL.to_vec())
+}
+
+/// The backups of one repository that this run verifies. With several
+/// repositories, a named backup missing from one of them is not an error here.
+fn select(
+    args: &VerifyArgs,
+    repo: &dyn Repository,
+    all: &[RepoEntry],
+    several: bool,
+) -> Result<Vec<RepoEntry>> {
+    let kinds = kinds(args);
+    Ok(if args.all {
+        all.iter()
+            .filter(|e| kinds.contains(&e.kind))
+            .cloned()
+            .collect()
+    } else if let Some(id) = args.id.as_deref().filter(|i| *i != "latest") {
+        match repo.find(id, None) {
+            Ok(e) => vec![e],
+            Err(_) if several => Vec::new(),
+            Err(e) => return Err(e),
+        }
     } else {
         kinds
+            .iter()
+            .filter_map(|k| all.iter().rev().find(|e| e.kind == *k).cloned())
+            .collect()
+    })
+}
+
+fn verify_one(
+    ctx: &Ctx,
+    args: &VerifyArgs,
+    repo: &dyn Repository,
+    entry: &RepoEntry,
+    crypto: &Crypto,
+    pg: &PgTarget,
+    out: &mut Outcome,
+) {
+    log::info!("verifying {} ({})", entry.id, entry.location);
+    let report = verify_entry(entry, repo, crypto, pg);
+    let mut problems = report.problems.clone();
+    let mut comparison: Option<Vec<TableComparison>> = None;
+    let mut inconclusive = report.inconclusive;
+    if args.restore_test && entry.kind == BackupKind::Db && report.ok {
+        match restore_test(ctx, entry, repo, crypto, pg) {
+            Ok(rows) => {
+                for r in rows
+                    .iter()
+                    .filter(|r| !r.matches() && entry.manifest.is_some())
+                {
+                    problems.push(format!(
+                        "restore test: {} has {} rows, manifest says {}",
+                        r.table,
+                        opt(r.restored),
+                        opt(r.expected)
+                    ));
+                }
+                comparison = Some(rows);
+            }
+            Err(e) => {
+                // The scratch database could not be reached: that says nothing about the backup.
+                inconclusive |= format!("{e:#}").contains("cannot connect to PostgreSQL");
+                problems.push(format!("restore test: {e:#}"));
+            }
+        }
+    }
+    let ok = problems.is_empty();
+    let method = if comparison.is_some() {
+        "restore-test"
+    } else {
+        "full-read"
     };
+    if inconclusive {
+        log::warn!(
+            "{}: could not be verified here; its previous verification state is kept",
+            entry.id
+        );
+    } else if let Err(e) = repo.record_verification(
+        entry,
+        &VerificationRecord {
+            ok,
+            at: Utc::now(),
+            method: method.into(),
+            problems: problems.clone(),
+        },
+    ) {
+        log::warn!("could not record the verification of {}: {e:#}", entry.id);
+    }
+    let text = &mut out.text;
+    if ok {
+        log::info!(
+            "{} OK: {} read, {} decrypted; {}",
+            entry.id,
+            human_bytes(report.stored_size),
+            human_bytes(report.content_size),
+            report.structure.as_deref().unwrap_or("")
+        );
+        text.push_str(&format!(
+            "OK      {}  {}\n",
+            entry.id,
+            report.structure.as_deref().unwrap_or("")
+        ));
+    } else {
+        out.code = out.code.worst(ExitCode::Failed);
+        for p in &problems {
+            log::error!("{} ({}): {p}", entry.id, entry.location);
+        }
+        text.push_str(&format!("FAILED  {}  {}\n", entry.id, entry.location));
+        for p in &problems {
+            text.push_str(&format!("        {p}\n"));
+        }
+    }
+    if let Some(rows) = &comparison {
+        text.push_str(&format!(
+            "        {:<40} {:>12} {:>12}\n",
+            "table", "manifest", "restored"
+        ));
+        for r in rows {
+            let mark = if r.matches() { "" } else { "  MISMATCH" };
+            text.push_str(&format!(
+                "        {:<40} {:>12} {:>12}{mark}\n",
+                r.table,
+                opt(r.expected),
+                opt(r.restored)
+            ));
+        }
+    }
+    out.reports.push(json!({
+        "id": report.id, "kind": report.kind, "path": report.path, "repository": repo.location(), "ok": ok,
+        "problems": problems, "structure": report.structure, "stored_size": report.stored_size,
+        "content_size": report.content_size, "seconds": report.seconds, "legacy": entry.legacy.is_some(),
+        "restore_test": comparison, "inconclusive": inconclusive, "recorded": !inconclusive,
+    }));
+}
+
+/// Age of the newest backup of each kind in this repository (not when one backup was named).
+fn check_ages(
+    ctx: &Ctx,
+    args: &VerifyArgs,
+    repo: &dyn Repository,
+    all: &[RepoEntry],
+    out: &mut Outcome,
+) {
+    if args.id.as_deref().is_some_and(|i| i != "latest") {
+        return;
+    }
+    let cfg = ctx.config();
     let warn = args.max_age.or(cfg.verify.max_age_warn_hours);
     let crit = args.max_age_critical.or(cfg.verify.max_age_crit_hours);
-    let mut ages = Vec::new();
-    for k in &kinds {
+    for k in &kinds(args) {
         let Some(newest) = all.iter().rev().find(|e| e.kind == *k) else {
             continue;
         };
         let hours = (Utc::now() - newest.time).num_milliseconds() as f64 / 3_600_000.0;
         let state = if crit.is_some_and(|c| hours > c as f64) {
-            code = code.worst(ExitCode::Failed);
+            out.code = out.code.worst(ExitCode::Failed);
             "CRITICAL"
         } else if warn.is_some_and(|w| hours > w as f64) {
-            code = code.worst(ExitCode::Warning);
+            out.code = out.code.worst(ExitCode::Warning);
             "WARNING"
         } else {
             "OK"
         };
         if state != "OK" {
             log::warn!(
-                "newest {} backup {} is {hours:.1} hours old ({state})",
+                "newest {} backup {} in {} is {hours:.1} hours old ({state})",
                 k.name(),
-                newest.id
+                newest.id,
+                repo.location()
             );
-            text.push_str(&format!(
+            out.text.push_str(&format!(
                 "{state}: newest {} backup is {hours:.1} hours old\n",
                 k.name()
             ));
         }
-        ages.push(json!({"kind": k, "newest": newest.id, "age_hours": hours, "state": state}));
+        out.ages.push(json!({"kind": k, "newest": newest.id, "age_hours": hours, "state": state, "repository": repo.location()}));
     }
-    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": reports, "age": ages}), &text);
-    Ok(code)
 }
 
 fn opt(v: Option<i64>) -> String {

@@ -165,3 +165,113 @@ fn disaster_recover_refuses_when_a_kind_has_no_verified_backup() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(count(&target.db, "sessions"), 900);
 }
+
+#[test]
+fn disaster_recover_onto_a_second_cluster_from_a_local_and_s3_repository() {
+    // The usual set-up: backups written locally and to S3, `verify-backup`
+    // (no --from) verifies both copies, and a new host with its own, empty
+    // PostgreSQL server rebuilds from the bucket.
+    let src = TestEnv::new("dr2_source");
+    let s3 = S3Server::start("dr2");
+    src.write_config(&s3.config_section(src.root(), ""));
+    psql(
+        &src.db,
+        "DO $$ BEGIN CREATE ROLE tn_dr2_owner NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         ALTER TABLE tracks OWNER TO tn_dr2_owner; GRANT SELECT ON users TO tn_dr2_owner",
+    );
+    for kind in ["db", "app", "config"] {
+        let r = src.run(&["--json", "backup", "--kind", kind]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        assert!(
+            r.json()["written"][0]["copies"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("s3://"),
+            "{}",
+            r.stdout()
+        );
+    }
+    let r = src.run(&["--json", "verify-backup"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let reports = r.json()["backups"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 6, "3 kinds x (local, S3): {reports:?}");
+    let in_s3 = reports
+        .iter()
+        .filter(|b| b["path"].as_str().unwrap().starts_with("s3://"))
+        .count();
+    assert_eq!(in_s3, 3, "{reports:?}");
+    assert!(reports.iter().all(|b| b["ok"] == true), "{reports:?}");
+    let r = src.run(&["--json", "--from", "s3", "backups", "list"]);
+    let listed = r.json()["backups"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed.iter().all(|b| b["state"] == "verified"),
+        "the S3 copies are verified: {listed:?}"
+    );
+
+    // The new host: a server of its own with an empty database, no app or config dirs.
+    let server = TempCluster::start();
+    server.psql("postgres", "CREATE DATABASE tuneton");
+    let dst = TestEnv::empty("dr2_target");
+    dst.write_config(&s3.config_section(dst.root(), ""));
+    let text = std::fs::read_to_string(&dst.config_path).unwrap();
+    let text = text
+        .replace(
+            &format!("port = {}\n", cluster().port),
+            &format!("port = {}\n", server.port),
+        )
+        .replace(&format!("name = \"{}\"", dst.db), "name = \"tuneton\"");
+    std::fs::write(&dst.config_path, text).unwrap();
+    std::fs::remove_dir_all(dst.root().join("app")).unwrap();
+    std::fs::remove_dir_all(dst.root().join("etc")).unwrap();
+
+    // The backup's objects belong to a role this server lacks: refused with what to do, nothing restored.
+    let r = dst.run(&["--yes", "disaster-recover"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("\"tn_dr2_owner\"") && r.stderr().contains("--no-owner"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        server.psql(
+            "tuneton",
+            "SELECT count(*) FROM pg_class WHERE relname = 'tracks'"
+        ),
+        "0",
+        "one transaction: nothing half-restored"
+    );
+    assert!(
+        !dst.root().join("app").exists(),
+        "the directories come after the database"
+    );
+
+    let r = dst.run(&["--json", "--yes", "disaster-recover", "--no-owner"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    for table in ["users", "tracks", "sessions"] {
+        assert_eq!(
+            server.psql("tuneton", &format!("SELECT count(*) FROM {table}")),
+            count(&src.db, table).to_string(),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        server.psql(
+            "tuneton",
+            "SELECT md5(string_agg(email, ',' ORDER BY email)) FROM users"
+        ),
+        psql(
+            &src.db,
+            "SELECT md5(string_agg(email, ',' ORDER BY email)) FROM users"
+        ),
+        "the same rows, not only as many"
+    );
+    assert_eq!(
+        files_of(&dst.root().join("app")),
+        files_of(&src.root().join("app"))
+    );
+    assert_eq!(
+        files_of(&dst.root().join("etc")),
+        files_of(&src.root().join("etc"))
+    );
+}

@@ -122,9 +122,77 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// A cluster of its own for one test (a second host's server), stopped and removed on drop.
+pub struct TempCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl TempCluster {
+    pub fn start() -> TempCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("tnpg2")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if is_root() {
+            assert!(Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success());
+        }
+        let port = free_port();
+        let out = as_postgres(&format!("{PGBIN}/initdb"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=trust"])
+            .args(["-E", "UTF8", "--locale=C.UTF-8", "-N"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .args(["-w", "-o"])
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+        TempCluster { dir, port }
+    }
+
+    /// psql against a database of this cluster; trimmed stdout.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        psql_at(self.port, db, sql)
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!("{PGBIN}/pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Runs SQL with psql against a database of the shared cluster; returns trimmed stdout.
 pub fn psql(db: &str, sql: &str) -> String {
-    let c = cluster();
+    psql_at(cluster().port, db, sql)
+}
+
+/// Runs SQL with psql against a database of the server on `port`; returns trimmed stdout.
+pub fn psql_at(port: u16, db: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([
             "-X",
@@ -139,7 +207,7 @@ pub fn psql(db: &str, sql: &str) -> String {
             "postgres",
         ])
         .arg("-p")
-        .arg(c.port.to_string())
+        .arg(port.to_string())
         .arg("-d")
         .arg(db)
         .arg("-c")
