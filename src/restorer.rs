@@ -442,7 +442,10 @@ mod tests {
     fn a_missing_role_gets_a_hint_naming_it() {
         let err = "pg_restore: error: could not execute query: ERROR:  role \"tn_owner\" does not exist\nCommand was: ALTER TABLE public.users OWNER TO tn_owner;";
         let hint = missing_role_hint(err);
-        assert!(hint.contains("\"tn_owner\"") && hint.contains("--no-owner"), "{hint}");
+        assert!(
+            hint.contains("\"tn_owner\"") && hint.contains("--no-owner"),
+            "{hint}"
+        );
         assert_eq!(missing_role_hint("pg_restore: error: out of memory"), "");
     }
 

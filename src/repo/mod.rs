@@ -229,10 +229,7 @@ pub fn for_reading(cfg: &Config, choice: Option<RepoChoice>) -> Result<Box<dyn R
 
 /// The repositories a verification reads: `--from`, else every configured one
 /// (local and S3 copies are verified separately: each is what some later restore reads).
-pub fn for_verifying(
-    cfg: &Config,
-    choice: Option<RepoChoice>,
-) -> Result<Vec<Box<dyn Repository>>> {
+pub fn for_verifying(cfg: &Config, choice: Option<RepoChoice>) -> Result<Vec<Box<dyn Repository>>> {
     if choice.is_some() || !(cfg.repository.local && cfg.s3.enabled) {
         return Ok(vec![for_reading(cfg, choice)?]);
     }

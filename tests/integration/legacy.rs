@@ -149,3 +149,78 @@ fn tarball_with_escaping_entries_is_refused_and_writes_nothing() {
 fn walk_files(dir: &std::path::Path) -> Vec<String> {
     crate::backup::walk(dir)
 }
+
+#[test]
+fn old_monthly_encrypted_full_dump_and_daily_app_tarball_restore() {
+    let env = TestEnv::new("legacy_monthly_gpg");
+    let month = env.repo().join("monthly/20261101");
+    let apps = env.repo().join("application");
+    std::fs::create_dir_all(&month).unwrap();
+    std::fs::create_dir_all(&apps).unwrap();
+    let home = GnupgHome::new();
+    // The old monthly script exactly: pg_dump > .sql, gzip, gpg --symmetric AES256 of the .sql.gz;
+    // and the daily application tarball (tar -czf of /app).
+    let out = sh(&format!(
+        "set -e; pg_dump -h 127.0.0.1 -p {port} -U postgres -d {db} > {m}/db_full_dump_20261101.sql; gzip {m}/db_full_dump_20261101.sql; \
+         gpg --homedir {h} --batch --yes --pinentry-mode loopback --passphrase-file {p} --cipher-algo AES256 --compress-algo 1 --symmetric \
+           --output {m}/db_full_dump_20261101.sql.gz.gpg {m}/db_full_dump_20261101.sql.gz; rm {m}/db_full_dump_20261101.sql.gz; \
+         tar -czf {a}/app_backup_20261201_020000.tar.gz -C {root} app",
+        port = cluster().port,
+        db = env.db,
+        m = month.display(),
+        h = home.path().display(),
+        p = env.root().join("passphrase").display(),
+        a = apps.display(),
+        root = env.root().display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = env.list();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().all(|b| b["legacy"] == true), "{list:?}");
+
+    let r = env.run(&[
+        "--json",
+        "verify-backup",
+        "--all",
+        "--max-age",
+        "100000",
+        "--max-age-critical",
+        "100000",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.json()["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["ok"] == true));
+
+    let target = format!("{}_from_monthly", env.db);
+    let r = env.run(&[
+        "restore",
+        "db_full_dump_20261101.sql.gz.gpg",
+        "--target-db",
+        &target,
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    for table in ["users", "tracks", "sessions"] {
+        assert_eq!(count(&target, table), count(&env.db, table), "{table}");
+    }
+
+    let dest = env.root().join("restored/app");
+    let r = env.run(&[
+        "restore",
+        "app_backup_20261201_020000.tar.gz",
+        "--target-dir",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    for f in ["app/dist/server.js", "app/dist/engine.wasm"] {
+        let restored = std::fs::read(dest.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}; restored: {:?}", walk_files(&dest)));
+        assert_eq!(restored, std::fs::read(env.root().join(f)).unwrap(), "{f}");
+    }
+}

@@ -150,7 +150,11 @@ impl TempCluster {
             .args(["-E", "UTF8", "--locale=C.UTF-8", "-N"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
             .arg("-D")
             .arg(dir.path().join("data"))
@@ -164,7 +168,11 @@ impl TempCluster {
             .arg("start")
             .output()
             .unwrap();
-        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         TempCluster { dir, port }
     }
 
