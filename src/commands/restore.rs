@@ -267,6 +267,51 @@ impl DirRestorePlan {
     }
 }
 
+/// The backup to restore: `latest` is the newest of its kind that has not failed a
+/// verification (those passed over are named); a named backup that failed its
+/// last verification is refused.
+fn choose(repo: &dyn Repository, id: &str, kind: Option<BackupKind>) -> Result<RepoEntry> {
+    let failed =
+        |e: &RepoEntry| e.size_mismatch() || e.verification.as_ref().is_some_and(|v| !v.ok);
+    if id != "latest" {
+        let entry = repo.find(id, kind)?;
+        if failed(&entry) {
+            // Exit 2, like the damage found by the check before a restore.
+            return Err(anyhow::anyhow!(
+                "{} is {}{}: refusing to restore it. `tuneton-ops verify-backup {}` checks it again; restore another backup (`tuneton-ops backups list`)",
+                entry.id,
+                entry.state(),
+                entry
+                    .verification
+                    .as_ref()
+                    .filter(|v| !v.problems.is_empty())
+                    .map(|v| format!(" ({})", v.problems.join("; ")))
+                    .unwrap_or_default(),
+                entry.id
+            ));
+        }
+        return Ok(entry);
+    }
+    let kind = kind.unwrap_or(BackupKind::Db);
+    let (entries, _) = repo.list()?;
+    let mut newest = entries.into_iter().rev().filter(|e| e.kind == kind);
+    for e in newest.by_ref() {
+        if !failed(&e) {
+            return Ok(e);
+        }
+        log::warn!(
+            "passing over {} ({}): it failed its last verification",
+            e.id,
+            e.state()
+        );
+    }
+    Err(anyhow::anyhow!(
+        "every {} backup in {} failed its last verification (see `tuneton-ops backups list`)",
+        kind.name(),
+        repo.location()
+    ))
+}
+
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let repo = repo::for_reading(cfg, ctx.global.from)?;
@@ -277,7 +322,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
         } else {
             None
         });
-    let entry = repo.find(&args.id, kind)?;
+    let entry = choose(repo.as_ref(), &args.id, kind)?;
     let pg = PgTarget::from_config(&cfg.database);
     match entry.kind {
         BackupKind::Db => {

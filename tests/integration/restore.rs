@@ -138,3 +138,41 @@ fn risky_restore_targets_are_refused_before_any_work() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     assert!(!std::path::Path::new("relative").exists());
 }
+
+#[test]
+fn restore_latest_passes_over_a_backup_that_failed_verification() {
+    let env = TestEnv::new("latest_not_failed");
+    let (good, _) = env.backup("db");
+    psql(
+        &env.db,
+        "INSERT INTO users (email) VALUES ('newer@example.com')",
+    );
+    let (bad, path) = env.backup("db");
+    // The newer backup is damaged and a verification recorded it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let r = env.run(&["verify-backup", &bad]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+
+    let target = format!("{}_latest", env.db);
+    let r = env.run(&["--json", "restore", "latest", "--target-db", &target]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["id"], good.as_str());
+    assert!(
+        r.stderr().contains(&format!("passing over {bad}")),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(count(&target, "users"), 300, "the older, good backup");
+
+    let r = env.run(&["restore", &bad, "--target-db", &format!("{}_bad", env.db)]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("FAILED") && r.stderr().contains("verify-backup"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!db_exists(&format!("{}_bad", env.db)));
+}

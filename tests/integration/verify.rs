@@ -22,9 +22,25 @@ fn one_flipped_byte_anywhere_fails_verify_and_restore_refuses() {
     let (id, path) = env.backup("db");
     let size = std::fs::metadata(&path).unwrap().len();
     let pristine = std::fs::read(&path).unwrap();
+    let record = path.with_file_name(format!("{id}.verified.json"));
     for at in [0, 30, size / 2, size - 1] {
         std::fs::write(&path, &pristine).unwrap();
         flip_byte(&path, at);
+        // No verification recorded yet: restore's own check of the stored bytes refuses it.
+        let _ = std::fs::remove_file(&record);
+        let target = format!("{}_r{at}", env.db);
+        let r = env.run(&["restore", &id, "--target-db", &target]);
+        assert_eq!(r.code(), 2, "{}", r.stderr());
+        assert!(
+            r.stderr().contains("does not match its manifest"),
+            "{}",
+            r.stderr()
+        );
+        assert!(
+            !db_exists(&target),
+            "restore must not create the target for a damaged backup"
+        );
+
         let r = env.run(&["--json", "verify-backup", &id]);
         assert_eq!(r.code(), 2, "flip at {at}: {}", r.stderr());
         let doc = r.json();
@@ -39,18 +55,15 @@ fn one_flipped_byte_anywhere_fails_verify_and_restore_refuses() {
             r.stderr()
         );
 
-        let target = format!("{}_r{at}", env.db);
+        // Recorded as FAILED: refused up front, naming the state and what to run.
         let r = env.run(&["restore", &id, "--target-db", &target]);
         assert_eq!(r.code(), 2, "{}", r.stderr());
         assert!(
-            r.stderr().contains("does not match its manifest"),
+            r.stderr().contains("is FAILED") && r.stderr().contains("verify-backup"),
             "{}",
             r.stderr()
         );
-        assert!(
-            !db_exists(&target),
-            "restore must not create the target for a damaged backup"
-        );
+        assert!(!db_exists(&target));
     }
     assert_eq!(env.list()[0]["state"], "FAILED");
 }
