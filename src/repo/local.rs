@@ -230,14 +230,38 @@ impl Repository for LocalRepo {
     fn clean_partials(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for f in self.stored_files()? {
-            if f.key.ends_with(PARTIAL_SUFFIX) {
+            if let Some(final_key) = f.key.strip_suffix(PARTIAL_SUFFIX) {
                 let p = self.path(&f.key);
+                // A run that stopped between publishing and writing the manifest left the
+                // object linked under its final name as well: without a manifest, it goes too.
+                let object = self.path(final_key);
+                if same_file(&p, &object) && !has_manifest(&object) {
+                    fs::remove_file(&object)?;
+                    removed.push(object.display().to_string());
+                }
                 fs::remove_file(&p)?;
                 removed.push(p.display().to_string());
             }
         }
         Ok(removed)
     }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Whether the backup whose object this is has its manifest (ids contain no dot).
+fn has_manifest(object: &Path) -> bool {
+    let name = object.file_name().unwrap_or_default().to_string_lossy();
+    let id = name.split('.').next().unwrap_or_default();
+    object
+        .with_file_name(format!("{id}{MANIFEST_SUFFIX}"))
+        .exists()
 }
 
 /// A local object being written as `.partial`; removed on drop unless committed.
@@ -287,10 +311,13 @@ impl PendingObject for LocalPending {
                 self.final_path.display()
             )
         })?;
-        fs::remove_file(&self.partial)?;
         sync_dir(&self.dir)?;
         let manifest_path = self.dir.join(format!("{}{MANIFEST_SUFFIX}", self.id));
         write_new_atomically(&manifest_path, &serde_json::to_vec_pretty(manifest)?)?;
+        // The `.partial` link goes last: until the manifest exists it marks the
+        // object as unfinished, so a crash in between is cleaned up by the next run.
+        fs::remove_file(&self.partial)?;
+        sync_dir(&self.dir)?;
         Ok(self.final_path.display().to_string())
     }
 }

@@ -545,3 +545,60 @@ pub fn walk(dir: &std::path::Path) -> Vec<String> {
         .map(|p| p.display().to_string())
         .collect()
 }
+
+#[test]
+fn a_run_stopped_between_publishing_and_the_manifest_is_cleaned_up_by_the_next() {
+    // What a crash leaves at each point after the object is complete: the
+    // `.partial` stays linked until the manifest exists.
+    let env = TestEnv::new("publish_window");
+    let (kept, path) = env.backup("db");
+    let dir = path.parent().unwrap().to_path_buf();
+    // Crashed before its manifest: object linked under its final name and as .partial.
+    let orphan = dir.join("db-20261204T000000000Z-dead.dump.zst.gpg");
+    std::fs::copy(
+        &path,
+        dir.join("db-20261204T000000000Z-dead.dump.zst.gpg.partial"),
+    )
+    .unwrap();
+    std::fs::hard_link(
+        dir.join("db-20261204T000000000Z-dead.dump.zst.gpg.partial"),
+        &orphan,
+    )
+    .unwrap();
+    // Crashed after its manifest: only the .partial link is left over.
+    let leftover = path.with_file_name(format!(
+        "{}.partial",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::hard_link(&path, &leftover).unwrap();
+
+    let ids: Vec<String> = env
+        .list()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![kept.clone()],
+        "an object without a manifest is not a backup"
+    );
+
+    let r = env.run(&["backup", "--kind", "db", "--no-retention"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        !orphan.exists(),
+        "the unfinished object is removed: {}",
+        r.stderr()
+    );
+    assert!(!leftover.exists());
+    assert!(path.exists(), "the finished backup stays");
+    let ids: Vec<String> = env
+        .list()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], kept);
+    let r = env.run(&["verify-backup", &kept]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
