@@ -291,6 +291,43 @@ fn each_check_has_its_ok_warning_critical_and_unknown_paths() {
     assert!(summary(&doc).starts_with("stopped"), "{doc}");
     std::fs::write(app.pid_file(), format!("{pid}\n")).unwrap();
 
+    // Database: a real connection and query; slow connect -> WARNING; no such database -> CRITICAL.
+    configure(&env, &app, "", "");
+    let (c, doc) = code(&["--check", "database"]);
+    assert_eq!(c, 0, "{doc}");
+    configure(
+        &env,
+        &app,
+        "",
+        "[health.database]\nwarn_ms = 0\ncrit_ms = 5000\n",
+    );
+    let (c, doc) = code(&["--check", "database"]);
+    assert_eq!(c, 1, "{doc}");
+    assert_eq!(doc["checks"][0]["status"], "WARNING", "{doc}");
+    configure(&env, &app, "", "");
+    let r = env
+        .cmd(&["--json", "health", "--check", "database"])
+        .env("DB_NAME", "no_such_database_here")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(r.status.code(), Some(2), "{doc}");
+    assert!(summary(&doc).contains("no_such_database_here"), "{doc}");
+
+    // HTTP: nothing listening at the health URL -> CRITICAL, not UNKNOWN.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replace(&app.url(), &format!("http://127.0.0.1:{port}/health")),
+    )
+    .unwrap();
+    let (c, doc) = code(&["--check", "http"]);
+    assert_eq!(c, 2, "{doc}");
+    assert_eq!(doc["checks"][0]["status"], "CRITICAL", "{doc}");
+
     // A bad threshold is a config error naming its key (exit 3), before any check runs.
     configure(&env, &app, "", "[health.disk]\nwarn = \"eighty\"\n");
     let r = env.run(&["health"]);
