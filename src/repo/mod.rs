@@ -197,7 +197,9 @@ pub fn for_backup(cfg: &Config) -> Result<Vec<Box<dyn Repository>>> {
         repos.push(Box::new(local::LocalRepo::create(&cfg.repository.path)?));
     }
     if cfg.s3.enabled {
-        repos.push(Box::new(s3::S3Repo::open(&cfg.s3)?));
+        repos.push(Box::new(
+            s3::S3Repo::open(&cfg.s3)?.with_journal(cfg.paths.run_dir.join("s3-uploads")),
+        ));
     }
     if repos.is_empty() {
         return Err(could_not_start(

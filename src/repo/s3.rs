@@ -47,6 +47,8 @@ pub struct S3Repo {
     part_size: usize,
     retry_deadline: Duration,
     request_timeout: Duration,
+    /// Where this host notes the multipart uploads it has started (see `UploadJournal`).
+    journal: Option<UploadJournal>,
 }
 
 /// How an S3 error should be handled.
@@ -94,7 +96,15 @@ impl S3Repo {
             part_size: (cfg.part_size_mib as usize).max(5) * MIB,
             retry_deadline: Duration::from_secs(cfg.retry_deadline_secs),
             request_timeout: Duration::from_secs(cfg.request_timeout_secs),
+            journal: None,
         })
+    }
+
+    /// Notes each multipart upload this process starts in `dir` until it is completed
+    /// or aborted, so that the next backup run aborts those a killed run left behind.
+    pub fn with_journal(mut self, dir: std::path::PathBuf) -> S3Repo {
+        self.journal = Some(UploadJournal { dir });
+        self
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -305,6 +315,36 @@ impl S3Repo {
         }
     }
 
+    /// Aborts the uploads that runs of this host started and never finished (their
+    /// process is gone): stores without ListMultipartUploads keep them otherwise.
+    fn abort_journaled(&self) -> Vec<String> {
+        let Some(journal) = &self.journal else {
+            return Vec::new();
+        };
+        let mut aborted = Vec::new();
+        for (path, rec) in journal.stale(self.bucket.name().as_str()) {
+            let url = format!("s3://{}/{}", rec.bucket, rec.key);
+            let (key, id) = (rec.key.clone(), rec.upload_id.clone());
+            match self.call(&format!("aborting the upload of {url}"), move |b| {
+                b.abort_upload(&key, &id)
+            }) {
+                Ok(Some(())) => {
+                    let _ = std::fs::remove_file(&path);
+                    aborted.push(format!(
+                        "{url} (upload {} of pid {}, started {})",
+                        rec.upload_id, rec.pid, rec.started
+                    ));
+                }
+                // An unknown upload (already completed or aborted): nothing left to do.
+                Ok(None) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => log::warn!("{e:#}; trying again on the next run"),
+            }
+        }
+        aborted
+    }
+
     fn part_size_for(&self, part_number: u32) -> usize {
         let step = (part_number.saturating_sub(1) / PARTS_PER_SIZE_STEP).min(16);
         (self.part_size << step).min(MAX_PART)
@@ -448,13 +488,13 @@ impl Repository for S3Repo {
         } else {
             format!("{}/", self.prefix)
         };
+        let mut aborted = self.abort_journaled();
         let listed = prefix.clone();
         let Ok(Some(pages)) = self.call("LIST multipart uploads", move |b| {
             b.list_multiparts_uploads(Some(&listed), None)
         }) else {
-            return Ok(Vec::new());
+            return Ok(aborted);
         };
-        let mut aborted = Vec::new();
         for u in pages.iter().flat_map(|p| p.uploads.iter()) {
             let old = DateTime::parse_from_rfc3339(&u.initiated)
                 .map(|t| Utc::now() - t.with_timezone(&Utc) > chrono::Duration::hours(24))
@@ -499,6 +539,9 @@ impl S3Pending<'_> {
                     move |b| b.initiate_multipart_upload(&full, "application/octet-stream")
                 })?
                 .ok_or_else(|| anyhow!("starting upload of {url}: not found"))?;
+            if let Some(j) = &repo.journal {
+                j.note(repo.bucket.name().as_str(), &full, &started.upload_id);
+            }
             self.upload_id = Some(started.upload_id);
         }
         let upload_id = self.upload_id.clone().expect("set above");
@@ -557,6 +600,9 @@ impl S3Pending<'_> {
             format!("{}-{}", hex::encode(all.finalize()), self.parts.len())
         };
         self.committed = true; // the upload is complete: nothing to abort any more
+        if let (Some(j), Some(id)) = (&repo.journal, &self.upload_id) {
+            j.forget(id);
+        }
         let (size, etag) = repo
             .head(&self.key)?
             .ok_or_else(|| anyhow!("{url} is missing right after upload"))?;
@@ -633,13 +679,82 @@ impl Drop for S3Pending<'_> {
     fn drop(&mut self) {
         if let (false, Some(id)) = (self.committed, &self.upload_id) {
             let full = self.repo.full_key(&self.key);
-            if let Err(e) = self.repo.bucket.abort_upload(&full, id) {
-                log::warn!(
-                    "could not abort the incomplete upload of {}: {e}",
+            match self.repo.bucket.abort_upload(&full, id) {
+                Ok(()) => {
+                    if let Some(j) = &self.repo.journal {
+                        j.forget(id);
+                    }
+                }
+                Err(e) => log::warn!(
+                    "could not abort the incomplete upload of {} ({e}); the next backup run aborts it",
                     self.repo.url(&self.key)
-                );
+                ),
             }
         }
+    }
+}
+
+/// One file per multipart upload in progress, in `paths.run_dir/s3-uploads`:
+/// bucket, key, upload id and the PID of the run that started it. Best effort: a
+/// journal that cannot be written never fails an upload (uploads older than a
+/// day are still aborted from the store's own listing).
+#[derive(Clone)]
+struct UploadJournal {
+    dir: std::path::PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JournalRecord {
+    bucket: String,
+    key: String,
+    upload_id: String,
+    pid: u32,
+    started: DateTime<Utc>,
+}
+
+impl UploadJournal {
+    fn path(&self, upload_id: &str) -> std::path::PathBuf {
+        let name = hex::encode(Sha256::digest(upload_id.as_bytes()));
+        self.dir.join(format!("{}.json", &name[..32]))
+    }
+
+    fn note(&self, bucket: &str, key: &str, upload_id: &str) {
+        let rec = JournalRecord {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            pid: std::process::id(),
+            started: Utc::now(),
+        };
+        let written = std::fs::create_dir_all(&self.dir).and_then(|_| {
+            std::fs::write(
+                self.path(upload_id),
+                serde_json::to_vec(&rec).unwrap_or_default(),
+            )
+        });
+        if let Err(e) = written {
+            log::debug!("cannot note the upload in {}: {e}", self.dir.display());
+        }
+    }
+
+    fn forget(&self, upload_id: &str) {
+        let _ = std::fs::remove_file(self.path(upload_id));
+    }
+
+    /// Records of `bucket` whose process is gone.
+    fn stale(&self, bucket: &str) -> Vec<(std::path::PathBuf, JournalRecord)> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let rec: JournalRecord =
+                    serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                let alive = std::path::Path::new(&format!("/proc/{}", rec.pid)).exists();
+                (rec.bucket == bucket && !alive && rec.pid != std::process::id())
+                    .then(|| (e.path(), rec))
+            })
+            .collect()
     }
 }
 

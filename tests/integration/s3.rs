@@ -106,18 +106,11 @@ fn killed_server_mid_upload_keeps_local_copy_and_publishes_no_manifest() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill the server once the upload has started: a multipart upload is in progress.
+    // Kill the server once the multipart upload has stored a part: it is in flight.
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let local_done = walk_files(&env.repo())
-            .iter()
-            .any(|p| p.ends_with(".manifest.json"));
-        if local_done {
-            std::thread::sleep(Duration::from_millis(150));
-            break;
-        }
-        assert!(Instant::now() < deadline, "local backup never finished");
-        std::thread::sleep(Duration::from_millis(20));
+    while s3.pending_parts().is_empty() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(10));
     }
     s3.kill();
     let out = child.wait_with_output().unwrap();
@@ -143,9 +136,19 @@ fn killed_server_mid_upload_keeps_local_copy_and_publishes_no_manifest() {
         0,
         "nothing partial is listed"
     );
-    // The next run succeeds.
+    assert!(
+        !s3.pending_parts().is_empty(),
+        "the killed upload's parts are still on the server"
+    );
+    // The next run aborts the upload the interrupted run left, and succeeds.
     let r = env.run(&["backup", "--kind", "app"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("from an interrupted run: s3://"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(s3.pending_parts(), Vec::<String>::new(), "aborted");
     let r = env.run(&["--json", "--from", "s3", "backups", "list"]);
     assert_eq!(r.json()["backups"].as_array().unwrap().len(), 1);
 }
@@ -198,10 +201,6 @@ fn wrong_secret_key_fails_fast_naming_the_setting() {
         "took {:?}",
         started.elapsed()
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<String> {
-    crate::backup::walk(dir)
 }
 
 #[test]

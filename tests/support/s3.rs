@@ -103,6 +103,24 @@ impl S3Server {
         }
     }
 
+    /// The directory s3s-fs keeps its objects and in-progress uploads in (only ours).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.root.as_ref().map(|r| r.path())
+    }
+
+    /// Parts of multipart uploads in progress (s3s-fs keeps `.upload_id-<id>.part-<n>` files).
+    pub fn pending_parts(&self) -> Vec<String> {
+        let Some(dir) = self.data_dir() else {
+            return Vec::new();
+        };
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".upload_id-"))
+            .collect()
+    }
+
     /// Whether this test can kill and restart the server (only ours).
     pub fn is_local(&self) -> bool {
         self.root.is_some()
