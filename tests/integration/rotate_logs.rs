@@ -793,3 +793,112 @@ fn force_under_copytruncate_leaves_a_file_of_one_block_and_says_so() {
     );
     assert!(env.archives("app.log").is_empty());
 }
+
+#[test]
+fn zstd_owner_mode_and_age_with_one_failing_file_among_good_ones() {
+    if !crate::support::is_root() {
+        eprintln!("skipped: setting another owner needs root");
+        return;
+    }
+    let env = LogEnv::new(
+        "[[logs.sets]]\nname = \"z\"\npaths = [\"{r}/app/z*.log\"]\nmax_size = \"1K\"\nmax_age_days = 1\n\
+         compress = \"zstd\"\nowner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\nreopen = \"none\"\n",
+    );
+    let app = env.app();
+    // big.log: over max_size. old.log: small, but its last archive is two years old (max_age_days).
+    // fresh.log: small and new: left alone. held.log: over max_size, but a writer holds it.
+    let big: String = (0..200).map(|i| format!("big line {i:04}\n")).collect();
+    std::fs::write(app.join("zbig.log"), &big).unwrap();
+    std::fs::write(app.join("zold.log"), "one old line\n").unwrap();
+    std::fs::create_dir_all(app.join("archive")).unwrap();
+    std::fs::write(app.join("older"), "older\n").unwrap();
+    let out = Command::new("zstd")
+        .args(["-q", "-o"])
+        .arg(app.join("archive/zold.log-20241101T000000.000Z-001.zst"))
+        .arg(app.join("older"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(app.join("older")).unwrap();
+    std::fs::write(app.join("zfresh.log"), "fresh\n").unwrap();
+    let writer = env.writer("zheld.log", 1_000_000, 2_000, "never");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(app.join("zheld.log")).unwrap().len() < 2048 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let r = env.run(&["--json", "rotate-logs"]);
+    assert_eq!(
+        r.code(),
+        2,
+        "the held file fails: {}\n{}",
+        r.stdout(),
+        r.stderr()
+    );
+    let doc = r.json();
+    let action = |name: &str| {
+        doc["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not in {doc}"))["action"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(action("zheld.log"), "failed", "{doc}");
+    assert_eq!(action("zbig.log"), "rotated", "{doc}");
+    assert_eq!(action("zold.log"), "rotated", "by age: {doc}");
+    assert_ne!(action("zfresh.log"), "rotated", "{doc}");
+    drop(writer);
+
+    let zbig = env.archives("zbig.log");
+    assert_eq!(zbig.len(), 1, "{zbig:?}");
+    assert!(zbig[0].to_string_lossy().ends_with(".zst"), "{zbig:?}");
+    // The zstd CLI reads what we wrote.
+    let out = Command::new("zstd")
+        .args(["-d", "-c", "-q"])
+        .arg(&zbig[0])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), big);
+    // Rotated by age; its two-year-old archive went by the default keep_days (90).
+    let zold = env.archives("zold.log");
+    assert_eq!(zold.len(), 1, "{zold:?}");
+    assert!(!zold[0].to_string_lossy().contains("20241101"), "{zold:?}");
+    let out = Command::new("zstd")
+        .args(["-d", "-c", "-q"])
+        .arg(&zold[0])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one old line\n");
+    assert_eq!(
+        std::fs::read_to_string(app.join("zfresh.log")).unwrap(),
+        "fresh\n"
+    );
+
+    // The new live files: empty, nobody:nogroup, 0640.
+    use std::os::unix::fs::MetadataExt;
+    let id = |flag: &str, name: &str| -> u32 {
+        let out = Command::new("id").args([flag, name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let (uid, gid) = (id("-u", "nobody"), id("-g", "nobody"));
+    for name in ["zbig.log", "zold.log"] {
+        let md = std::fs::metadata(app.join(name)).unwrap();
+        assert_eq!(md.len(), 0, "{name}");
+        assert_eq!(md.mode() & 0o7777, 0o640, "{name}");
+        assert_eq!((md.uid(), md.gid()), (uid, gid), "{name}: nobody:nogroup");
+    }
+}
