@@ -56,13 +56,33 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let repos = repo::for_verifying(cfg, ctx.global.from)?;
     let several = repos.len() > 1;
     let mut found = Vec::new();
+    // With several repositories, one that cannot be read does not stop the others' verification.
+    let mut unreadable = Vec::new();
     for repo in &repos {
-        let (all, warnings) = repo.list()?;
+        let (all, warnings) = match repo.list() {
+            Ok(listing) => listing,
+            Err(e) if several => {
+                log::error!("cannot list {}: {e:#}", repo.location());
+                unreadable.push(json!({"repository": repo.location(), "error": format!("{e:#}")}));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for w in &warnings {
             log::warn!("{w}");
         }
         let selected = select(&args, repo.as_ref(), &all, several)?;
         found.push((repo.as_ref(), all, selected));
+    }
+    if !unreadable.is_empty() && found.iter().all(|(_, _, s)| s.is_empty()) {
+        anyhow::bail!(
+            "no repository could be read: {}",
+            unreadable
+                .iter()
+                .map(|u| u["error"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     if found.iter().all(|(_, _, s)| s.is_empty()) {
         let locations: Vec<String> = repos.iter().map(|r| r.location()).collect();
@@ -109,8 +129,16 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         }
         check_ages(ctx, &args, *repo, all, &mut out);
     }
+    for u in &unreadable {
+        out.code = out.code.worst(ExitCode::Failed);
+        out.text.push_str(&format!(
+            "FAILED  cannot read {}: {}\n",
+            u["repository"].as_str().unwrap_or_default(),
+            u["error"].as_str().unwrap_or_default()
+        ));
+    }
     let code = out.code;
-    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages}), &out.text);
+    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages, "unreadable": unreadable}), &out.text);
     Ok(code)
 }
 

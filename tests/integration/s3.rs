@@ -303,3 +303,42 @@ fn a_restore_from_s3_slower_than_the_request_timeout_still_completes() {
     assert_eq!(count(&target, "blobs"), 400000);
     assert_eq!(count(&target, "tracks"), 1500);
 }
+
+#[test]
+fn verify_checks_the_local_and_the_s3_copy_and_an_unreachable_store_fails_only_its_part() {
+    let env = TestEnv::new("s3_verify_both");
+    let mut s3 = S3Server::start("verify-both");
+    env.write_config(&s3.config_section(env.root(), ""));
+    let (id, _) = env.backup("config");
+    let r = env.run(&["--json", "verify-backup", &id]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let reports = r.json()["backups"].as_array().unwrap().clone();
+    let repos: Vec<&str> = reports
+        .iter()
+        .map(|b| b["repository"].as_str().unwrap())
+        .collect();
+    assert_eq!(repos.len(), 2, "{reports:?}");
+    assert!(repos[1].starts_with("s3://"), "{repos:?}");
+    if !s3.is_local() {
+        return;
+    }
+    // The store goes away: the local copy is still verified (and recorded), the run fails naming S3.
+    s3.kill();
+    let r = env.run(&["--json", "verify-backup", &id]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["backups"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["backups"][0]["ok"], true, "{doc}");
+    assert!(
+        doc["unreadable"][0]["repository"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://"),
+        "{doc}"
+    );
+    assert!(
+        r.stderr().contains("s3.retry_deadline_secs"),
+        "{}",
+        r.stderr()
+    );
+}
