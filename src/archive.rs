@@ -313,14 +313,11 @@ fn check_entry<R: Read>(
         | EntryType::GNUSparse
         | EntryType::Directory
         | EntryType::XGlobalHeader => {}
+        // A symlink is restored as it was, wherever it points (`current -> /srv/releases/7`,
+        // certificates under /etc/ssl): it is never followed while extracting, since no
+        // later entry may be written through it (the parent checks here and on disk).
         EntryType::Symlink => {
-            let target = link()?;
-            let base = path.parent().unwrap_or(Path::new(""));
-            if target.is_absolute() || normalize(&base.join(&target)).is_none() {
-                bail!(
-                    "unsafe tar entry {name:?}: symlink target {target:?} leaves the destination"
-                );
-            }
+            link()?;
         }
         EntryType::Link => {
             let target = link()?;
@@ -329,6 +326,9 @@ fn check_entry<R: Read>(
                     "unsafe tar entry {name:?}: hard link target {target:?} leaves the destination"
                 );
             };
+            if target.ancestors().skip(1).any(|a| symlinks.contains(a)) {
+                bail!("unsafe tar entry {name:?}: its hard link target is reached through a symlink");
+            }
             hard_link = Some(target);
         }
         other => bail!("unsafe tar entry {name:?}: unsupported entry type {other:?}"),
@@ -601,11 +601,15 @@ mod tests {
             (&[(Regular, "a/../../evil", "")], "a/../../evil"),
             (
                 &[(Symlink, "link", "/etc"), (Regular, "link/x", "")],
-                "link",
+                "link/x",
             ),
             (
                 &[(Symlink, "link", "../../x"), (Regular, "link/x", "")],
-                "link",
+                "link/x",
+            ),
+            (
+                &[(Symlink, "link", "/etc"), (Link, "hard", "link/passwd")],
+                "hard",
             ),
             (
                 &[(Symlink, "link", "sub"), (Regular, "link/x", "")],
@@ -636,6 +640,29 @@ mod tests {
             assert_eq!(written, ["outer", "outer/dest"], "{bad}");
             assert!(!Path::new("/etc/evil").exists());
         }
+    }
+
+    #[test]
+    fn symlinks_pointing_anywhere_are_restored_as_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(src.join("certs")).unwrap();
+        symlink("/srv/releases/7", src.join("current")).unwrap();
+        symlink("../../../etc/ssl/x.pem", src.join("certs/x.pem")).unwrap();
+        let mut buf = Vec::new();
+        write_tar(&src, &mut buf).unwrap();
+        assert_eq!(list_tar(buf.as_slice()).unwrap().entries, 3);
+        let dest = tmp.path().join("dest");
+        fs::create_dir_all(&dest).unwrap();
+        extract_tar(buf.as_slice(), &dest).unwrap();
+        assert_eq!(
+            fs::read_link(dest.join("current")).unwrap(),
+            Path::new("/srv/releases/7")
+        );
+        assert_eq!(
+            fs::read_link(dest.join("certs/x.pem")).unwrap(),
+            Path::new("../../../etc/ssl/x.pem")
+        );
     }
 
     #[test]
