@@ -327,7 +327,9 @@ fn check_entry<R: Read>(
                 );
             };
             if target.ancestors().skip(1).any(|a| symlinks.contains(a)) {
-                bail!("unsafe tar entry {name:?}: its hard link target is reached through a symlink");
+                bail!(
+                    "unsafe tar entry {name:?}: its hard link target is reached through a symlink"
+                );
             }
             hard_link = Some(target);
         }

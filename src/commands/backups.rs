@@ -72,6 +72,9 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
     if entries.is_empty() {
         text.push_str("(no backups)\n");
     }
+    for w in warnings.iter().filter(|w| w.damaged) {
+        text.push_str(&format!("DAMAGED: {w}\n"));
+    }
     let json_entries: Vec<_> = entries
         .iter()
         .map(|e| {
@@ -83,7 +86,9 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
         })
         .collect();
     ctx.emit(
-        &json!({"repository": repo.location(), "backups": json_entries, "warnings": warnings}),
+        &json!({"repository": repo.location(), "backups": json_entries,
+                "warnings": warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                "damaged": warnings.iter().filter(|w| w.damaged).map(|w| w.to_string()).collect::<Vec<_>>()}),
         &text,
     );
     Ok(ExitCode::Success)

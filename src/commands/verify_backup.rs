@@ -58,6 +58,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let mut found = Vec::new();
     // With several repositories, one that cannot be read does not stop the others' verification.
     let mut unreadable = Vec::new();
+    let mut damaged = Vec::new();
     for repo in &repos {
         let (all, warnings) = match repo.list() {
             Ok(listing) => listing,
@@ -69,7 +70,13 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
             Err(e) => return Err(e),
         };
         for w in &warnings {
-            log::warn!("{w}");
+            if w.damaged {
+                // A finished backup is damaged or lost: that fails the check like a bad checksum.
+                log::error!("{w}");
+                damaged.push(json!({"repository": repo.location(), "problem": w.to_string()}));
+            } else {
+                log::warn!("{w}");
+            }
         }
         let selected = select(&args, repo.as_ref(), &all, several)?;
         found.push((repo.as_ref(), all, selected));
@@ -84,7 +91,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
                 .join("; ")
         );
     }
-    if found.iter().all(|(_, _, s)| s.is_empty()) {
+    if found.iter().all(|(_, _, s)| s.is_empty()) && damaged.is_empty() {
         let locations: Vec<String> = repos.iter().map(|r| r.location()).collect();
         if let Some(id) = args.id.as_deref().filter(|i| *i != "latest") {
             return Err(could_not_start(format!(
@@ -129,6 +136,13 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         }
         check_ages(ctx, &args, *repo, all, &mut out);
     }
+    for d in &damaged {
+        out.code = out.code.worst(ExitCode::Failed);
+        out.text.push_str(&format!(
+            "DAMAGED {}\n",
+            d["problem"].as_str().unwrap_or_default()
+        ));
+    }
     for u in &unreadable {
         out.code = out.code.worst(ExitCode::Failed);
         out.text.push_str(&format!(
@@ -138,7 +152,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         ));
     }
     let code = out.code;
-    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages, "unreadable": unreadable}), &out.text);
+    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages, "unreadable": unreadable, "damaged": damaged}), &out.text);
     Ok(code)
 }
 

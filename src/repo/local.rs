@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::{
-    build_listing, is_listed_key, PendingObject, RepoEntry, Repository, StoredFile,
+    build_listing, is_listed_key, ListingWarning, PendingObject, RepoEntry, Repository, StoredFile,
     MANIFEST_SUFFIX, PARTIAL_SUFFIX, VERIFIED_SUFFIX,
 };
 use crate::exit::could_not_start;
@@ -105,7 +105,7 @@ impl Repository for LocalRepo {
         self.root.display().to_string()
     }
 
-    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<String>)> {
+    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<ListingWarning>)> {
         let files = self.stored_files()?;
         Ok(build_listing(
             files,

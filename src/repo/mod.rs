@@ -115,7 +115,7 @@ pub trait Repository: Send + Sync {
     /// `/backups` or `s3://bucket/prefix`.
     fn location(&self) -> String;
     /// Every backup, oldest first, plus warnings about stored things that are not backups.
-    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<String>)>;
+    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<ListingWarning>)>;
     /// Streams the stored bytes at `key` (relative to the repository root).
     fn open_key(&self, key: &str) -> Result<Box<dyn Read + Send>>;
     /// A small file (manifest, record) by key; `None` when it does not exist.
@@ -241,6 +241,36 @@ pub fn for_verifying(cfg: &Config, choice: Option<RepoChoice>) -> Result<Vec<Box
     ])
 }
 
+/// Something a listing found that is not a usable backup.
+#[derive(Debug, Clone)]
+pub struct ListingWarning {
+    pub message: String,
+    /// A finished backup is damaged or lost (a manifest that cannot be read or does not
+    /// name its own files, or whose object is missing), as opposed to the leftovers of
+    /// an interrupted or running backup.
+    pub damaged: bool,
+}
+
+impl std::fmt::Display for ListingWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn damaged(message: String) -> ListingWarning {
+    ListingWarning {
+        message,
+        damaged: true,
+    }
+}
+
+fn leftover(message: String) -> ListingWarning {
+    ListingWarning {
+        message,
+        damaged: false,
+    }
+}
+
 /// A stored file as a backend sees it: key relative to the repository root.
 #[derive(Debug, Clone)]
 pub struct StoredFile {
@@ -255,7 +285,7 @@ pub fn build_listing(
     mut files: Vec<StoredFile>,
     fetch: &dyn Fn(&str) -> Result<Vec<u8>>,
     location: &dyn Fn(&str) -> String,
-) -> (Vec<RepoEntry>, Vec<String>) {
+) -> (Vec<RepoEntry>, Vec<ListingWarning>) {
     files.sort_by(|a, b| a.key.cmp(&b.key));
     let mut entries = Vec::new();
     let mut warnings = Vec::new();
@@ -271,10 +301,31 @@ pub fn build_listing(
         let m = match parsed {
             Ok(m) => m,
             Err(e) => {
-                warnings.push(format!("{e:#}"));
+                warnings.push(damaged(format!("{e:#}")));
                 continue;
             }
         };
+        // A manifest names only its own files: `<id>.manifest.json` beside `<id>.<ext>`.
+        let own_id = f
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(MANIFEST_SUFFIX))
+            .unwrap_or_default();
+        if m.id != own_id
+            || m.kind.dir() != dir.rsplit('/').next().unwrap_or(dir)
+            || m.object.contains('/')
+            || !m.object.starts_with(&format!("{own_id}."))
+        {
+            warnings.push(damaged(format!(
+                "manifest {} names id {:?}, kind {} and object {:?}, not its own files; ignored",
+                location(&f.key),
+                m.id,
+                m.kind.name(),
+                m.object
+            )));
+            continue;
+        }
         let key = format!("{dir}/{}", m.object);
         let verified_key = format!("{dir}/{}{VERIFIED_SUFFIX}", m.id);
         claimed.insert(key.clone());
@@ -282,11 +333,11 @@ pub fn build_listing(
         let size = match by_key.get(key.as_str()) {
             Some(o) => o.size,
             None => {
-                warnings.push(format!(
+                warnings.push(damaged(format!(
                     "{}: manifest present but object {} is missing",
                     m.id,
                     location(&key)
-                ));
+                )));
                 continue;
             }
         };
@@ -328,15 +379,15 @@ pub fn build_listing(
                 verification: None,
             });
         } else if name.ends_with(PARTIAL_SUFFIX) {
-            warnings.push(format!(
+            warnings.push(leftover(format!(
                 "{}: unfinished backup (interrupted run); not listed",
                 location(&f.key)
-            ));
+            )));
         } else if !name.ends_with(".tmp") && !name.ends_with(VERIFIED_SUFFIX) {
-            warnings.push(format!(
+            warnings.push(leftover(format!(
                 "{}: object without a manifest; not a finished backup",
                 location(&f.key)
-            ));
+            )));
         }
     }
     entries.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));

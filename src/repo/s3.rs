@@ -26,7 +26,7 @@ use s3::{Bucket, Region};
 use sha2::Sha256;
 
 use super::{
-    build_listing, is_listed_key, PendingObject, RepoEntry, Repository, StoredFile,
+    build_listing, is_listed_key, ListingWarning, PendingObject, RepoEntry, Repository, StoredFile,
     MANIFEST_SUFFIX, VERIFIED_SUFFIX,
 };
 use crate::config::S3Config;
@@ -356,7 +356,7 @@ impl Repository for S3Repo {
         format!("s3://{}/{}", self.bucket.name(), self.prefix)
     }
 
-    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<String>)> {
+    fn list(&self) -> Result<(Vec<RepoEntry>, Vec<ListingWarning>)> {
         let prefix = if self.prefix.is_empty() {
             String::new()
         } else {

@@ -214,3 +214,78 @@ fn a_truncated_backup_is_listed_as_failed_even_after_a_good_verification() {
         "FAILED (size differs from manifest)"
     );
 }
+
+#[test]
+fn a_lost_or_unreadable_newest_backup_fails_verification_and_a_forged_manifest_is_ignored() {
+    let env = TestEnv::new("lost_newest");
+    let (older, _) = env.backup("config");
+    let (newest, path) = env.backup("config");
+    let manifest = path.with_file_name(format!("{newest}.manifest.json"));
+    let original = std::fs::read(&manifest).unwrap();
+
+    // The newest backup's object is gone: not a silent "one backup fewer".
+    let object = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let r = env.run(&["--json", "verify-backup", "--all"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    let doc = r.json();
+    assert!(
+        doc["damaged"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("is missing"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["backups"][0]["id"],
+        older.as_str(),
+        "the rest is still verified"
+    );
+    let r = env.run(&["--json", "backups", "list"]);
+    assert_eq!(
+        r.json()["damaged"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.stdout()
+    );
+    std::fs::write(&path, &object).unwrap();
+
+    // Its manifest cannot be read.
+    std::fs::write(&manifest, b"{\"broken").unwrap();
+    let r = env.run(&["verify-backup", "--all"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stdout().contains("DAMAGED"), "{}", r.stdout());
+    assert!(r.stderr().contains("is not readable"), "{}", r.stderr());
+
+    // A manifest that names files outside its own: ignored, nothing written or deleted outside.
+    let victim = env.root().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("owned.manifest.json"), b"precious").unwrap();
+    let forged = String::from_utf8(original.clone()).unwrap().replace(
+        &format!("\"id\": \"{newest}\""),
+        "\"id\": \"../../victim/owned\"",
+    );
+    assert!(forged.contains("victim"), "the manifest has an id field");
+    std::fs::write(&manifest, forged).unwrap();
+    let r = env.run(&["--json", "verify-backup", "--all"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(
+        r.json()["damaged"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not its own files"),
+        "{}",
+        r.stdout()
+    );
+    let r = env.run(&["backups", "prune"]);
+    assert!(r.code() <= 1, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read(victim.join("owned.manifest.json")).unwrap(),
+        b"precious"
+    );
+    assert!(!victim.join("owned.verified.json").exists());
+
+    std::fs::write(&manifest, &original).unwrap();
+    let r = env.run(&["verify-backup", "--all"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
