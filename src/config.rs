@@ -216,6 +216,9 @@ pub struct RetentionConfig {
     pub keep_monthly: u32,
     /// Delete backups older than this, whatever the other rules keep (never the newest verified).
     pub max_age_days: Option<u32>,
+    /// After base-backup retention, delete archived WAL that no retained base backup
+    /// needs (before the oldest one's start segment; only once one of them is verified).
+    pub expire_wal: bool,
 }
 
 impl Default for RetentionConfig {
@@ -227,6 +230,7 @@ impl Default for RetentionConfig {
             keep_weekly: 4,
             keep_monthly: 6,
             max_age_days: None,
+            expire_wal: true,
         }
     }
 }

@@ -147,6 +147,9 @@ pub struct BaseBackupInfo {
     pub timeline: u32,
     pub server_version: String,
     pub pg_basebackup_version: String,
+    /// The cluster's WAL segment size in bytes (absent in older manifests: 16 MiB).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wal_segment_size: Option<u64>,
 }
 
 /// The outcome of the latest verification, kept beside the manifest

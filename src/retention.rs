@@ -7,10 +7,18 @@
 //! newest verified backup are always kept, so a bad policy cannot delete everything,
 //! and nothing is deleted unless a newer backup of its kind has been verified
 //! (delete nothing until its replacement is verified).
+//!
+//! [`plan_wal_expiry`] is the same kind of pure planner for the archived WAL
+//! (`wal/`): once base-backup retention has run, the WAL no retained base
+//! backup needs (like pgBackRest's archive expiry).
 
 use chrono::{DateTime, Datelike, Duration, Utc};
+use serde::Serialize;
 
+use crate::commands::wal::is_wal_name;
 use crate::config::RetentionConfig;
+use crate::manifest::BaseBackupInfo;
+use crate::repo::MANIFEST_SUFFIX;
 
 /// One existing backup the planner may keep or delete.
 #[derive(Debug, Clone)]
@@ -138,6 +146,141 @@ fn keep_newest_per_period(
     }
 }
 
+/// The WAL segment size when a base backup's manifest does not record one.
+pub const DEFAULT_WAL_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
+
+/// A base backup that retention keeps, as WAL expiry sees it.
+#[derive(Debug, Clone)]
+pub struct RetainedBase {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub verified: bool,
+    /// Start LSN, timeline (and segment size); `None` when the manifest lacks it.
+    pub base: Option<BaseBackupInfo>,
+}
+
+/// One archived WAL file (segment, `.partial` segment or `.backup` label) to delete,
+/// with every stored key that belongs to it, manifests first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpiredWal {
+    pub name: String,
+    pub keys: Vec<String>,
+}
+
+/// What WAL expiry decided for one repository's `wal/` keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct WalExpiryPlan {
+    /// The oldest retained base backup: nothing from its start segment on goes.
+    pub base_backup: Option<String>,
+    /// Its start segment, the first segment kept (on its timeline and the ones before).
+    pub boundary: Option<String>,
+    /// Oldest first.
+    pub expire: Vec<ExpiredWal>,
+    /// Why nothing may be expired (no base backup, none verified, start unknown).
+    pub skipped: Option<String>,
+}
+
+/// The WAL file a key in `wal/` belongs to (`<name>`, `<name>.manifest.json`,
+/// `<name>.zst.gpg`, `<name>.zst.gpg.partial`, ...); `None` for anything else.
+pub fn wal_name_of_key(key: &str) -> Option<&str> {
+    let file = key.rsplit('/').next().unwrap_or(key);
+    // Longest first: `<seg>.<offset>.backup` (40), `<seg>.partial` (32), `<seg>` (24), `<tl>.history` (16).
+    [40, 32, 24, 16].into_iter().find_map(|len| {
+        let name = file.get(..len)?;
+        let rest = &file[len..];
+        (is_wal_name(name) && (rest.is_empty() || rest.starts_with('.'))).then_some(name)
+    })
+}
+
+/// (timeline, log, seg) from the first 24 hex digits of a segment, `.partial` or `.backup` name.
+fn position(name: &str) -> Option<(u32, u32, u32)> {
+    if name.ends_with(".history") {
+        return None;
+    }
+    let hex = |r: std::ops::Range<usize>| u32::from_str_radix(name.get(r)?, 16).ok();
+    Some((hex(0..8)?, hex(8..16)?, hex(16..24)?))
+}
+
+/// The segment holding `info.start_lsn`: (timeline, log, seg), for the recorded segment
+/// size (16 MiB when none is recorded). `None` when the LSN or the size make no sense.
+pub fn start_segment(info: &BaseBackupInfo) -> Option<(u32, u32, u32)> {
+    let size = info.wal_segment_size.unwrap_or(DEFAULT_WAL_SEGMENT_SIZE);
+    // PostgreSQL allows powers of two from 1 MiB to 1 GiB.
+    if !size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&size) {
+        return None;
+    }
+    let (hi, lo) = info.start_lsn.trim().split_once('/')?;
+    let (hi, lo) = (
+        u32::from_str_radix(hi, 16).ok()?,
+        u64::from_str_radix(lo, 16).ok()?,
+    );
+    if lo > u64::from(u32::MAX) {
+        return None;
+    }
+    Some((info.timeline, hi, u32::try_from(lo / size).ok()?))
+}
+
+/// Which archived WAL no retained base backup needs. Conservative: nothing when
+/// no base backup is retained, when none of them is verified, or when the oldest
+/// one's start is unknown. Otherwise every segment, `.partial` segment and
+/// `.backup` label whose position (log/seg) is strictly before the oldest retained
+/// base backup's start segment and whose timeline is not after its timeline.
+/// `.history` files and keys that are not WAL files are never selected.
+pub fn plan_wal_expiry(bases: &[RetainedBase], wal_keys: &[String]) -> WalExpiryPlan {
+    let skip = |why: String| WalExpiryPlan {
+        skipped: Some(why),
+        ..WalExpiryPlan::default()
+    };
+    let Some(oldest) = bases
+        .iter()
+        .min_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)))
+    else {
+        return skip("no base backup".into());
+    };
+    if !bases.iter().any(|b| b.verified) {
+        return skip("no retained base backup is verified yet".into());
+    }
+    let Some((tl, log, seg)) = oldest.base.as_ref().and_then(start_segment) else {
+        return skip(format!(
+            "the oldest retained base backup {} does not say where its WAL starts",
+            oldest.id
+        ));
+    };
+    let mut by_name: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
+    for key in wal_keys {
+        if let Some(name) = wal_name_of_key(key) {
+            by_name.entry(name).or_default().push(key);
+        }
+    }
+    let mut expire: Vec<((u32, u32, u32), ExpiredWal)> = by_name
+        .into_iter()
+        .filter_map(|(name, keys)| {
+            let (t, l, s) = position(name)?;
+            if t > tl || (l, s) >= (log, seg) {
+                return None;
+            }
+            // The manifest first: without it the file is not archived (wal-fetch,
+            // wal-push and the archive status all go by the manifest).
+            let mut keys: Vec<String> = keys.into_iter().cloned().collect();
+            keys.sort_by_key(|k| (!k.ends_with(MANIFEST_SUFFIX), k.clone()));
+            Some((
+                (l, s, t),
+                ExpiredWal {
+                    name: name.to_string(),
+                    keys,
+                },
+            ))
+        })
+        .collect();
+    expire.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    WalExpiryPlan {
+        base_backup: Some(oldest.id.clone()),
+        boundary: Some(format!("{tl:08X}{log:08X}{seg:08X}")),
+        expire: expire.into_iter().map(|(_, e)| e).collect(),
+        skipped: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +312,7 @@ mod tests {
             keep_weekly: weekly,
             keep_monthly: monthly,
             max_age_days: max_age,
+            expire_wal: true,
         }
     }
 
@@ -412,6 +556,199 @@ mod tests {
             plan(&none_verified, &policy(1, 0, 0, 0, None), at(2026, 5, 1, 0))
                 .iter()
                 .all(|d| d.keep)
+        );
+    }
+
+    fn base(id: &str, time: DateTime<Utc>, verified: bool, tl: u32, start: &str) -> RetainedBase {
+        RetainedBase {
+            id: id.to_string(),
+            time,
+            verified,
+            base: Some(BaseBackupInfo {
+                start_lsn: start.to_string(),
+                end_lsn: start.to_string(),
+                timeline: tl,
+                server_version: "15".into(),
+                pg_basebackup_version: "15".into(),
+                wal_segment_size: None,
+            }),
+        }
+    }
+
+    /// `wal/<name>.manifest.json` and `wal/<name>.zst.gpg` for each name.
+    fn archived(names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|n| [format!("wal/{n}.zst.gpg"), format!("wal/{n}.manifest.json")])
+            .collect()
+    }
+
+    fn expired_names(p: &WalExpiryPlan) -> Vec<&str> {
+        p.expire.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn wal_before_the_oldest_retained_start_goes_and_the_boundary_segment_stays() {
+        let keys = archived(&[
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005",
+            "000000010000000000000006",
+        ]);
+        let p = plan_wal_expiry(&[base("b", at(2026, 5, 1, 0), true, 1, "0/5000028")], &keys);
+        assert_eq!(p.skipped, None);
+        assert_eq!(p.base_backup.as_deref(), Some("b"));
+        assert_eq!(p.boundary.as_deref(), Some("000000010000000000000005"));
+        assert_eq!(
+            expired_names(&p),
+            ["000000010000000000000003", "000000010000000000000004"]
+        );
+        // Manifest first, then the object.
+        assert_eq!(
+            p.expire[0].keys,
+            [
+                "wal/000000010000000000000003.manifest.json",
+                "wal/000000010000000000000003.zst.gpg"
+            ]
+        );
+    }
+
+    #[test]
+    fn wal_expiry_keeps_later_timelines_and_every_history_file() {
+        let keys = archived(&[
+            "00000001.history",
+            "00000002.history",
+            "00000003.history",
+            "000000010000000000000003",
+            "000000020000000000000004",
+            "000000030000000000000002",
+            "000000010000000000000005",
+            "000000020000000000000005",
+            "000000020000000000000006",
+            "000000010000000000000004.partial",
+        ]);
+        let p = plan_wal_expiry(&[base("b", at(2026, 5, 1, 0), true, 2, "0/5000028")], &keys);
+        assert_eq!(
+            expired_names(&p),
+            [
+                "000000010000000000000003",
+                "000000010000000000000004.partial",
+                "000000020000000000000004",
+            ],
+            "timeline 3 is after the backup's timeline; history files always stay"
+        );
+    }
+
+    #[test]
+    fn backup_labels_before_the_start_go_and_the_retained_backups_label_stays() {
+        let keys = archived(&[
+            "000000010000000000000002.00000028.backup",
+            "000000010000000000000002",
+            "000000010000000000000005.00000060.backup",
+            "000000010000000000000005",
+        ]);
+        let p = plan_wal_expiry(&[base("b", at(2026, 5, 1, 0), true, 1, "0/5000060")], &keys);
+        assert_eq!(
+            expired_names(&p),
+            [
+                "000000010000000000000002",
+                "000000010000000000000002.00000028.backup"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_verified_or_no_base_backup_expires_nothing() {
+        let keys = archived(&["000000010000000000000001", "000000010000000000000002"]);
+        let p = plan_wal_expiry(&[], &keys);
+        assert!(p.expire.is_empty());
+        assert_eq!(p.skipped.as_deref(), Some("no base backup"));
+        let p = plan_wal_expiry(
+            &[
+                base("a", at(2026, 5, 1, 0), false, 1, "0/2000028"),
+                base("b", at(2026, 5, 2, 0), false, 1, "0/3000028"),
+            ],
+            &keys,
+        );
+        assert!(p.expire.is_empty());
+        assert!(p.skipped.unwrap().contains("verified"));
+        // A start the manifest does not record: nothing.
+        let mut unknown = base("a", at(2026, 5, 1, 0), true, 1, "0/3000028");
+        unknown.base = None;
+        let p = plan_wal_expiry(&[unknown], &keys);
+        assert!(p.expire.is_empty() && p.skipped.is_some());
+    }
+
+    #[test]
+    fn the_oldest_retained_base_backup_sets_the_boundary_even_when_unverified() {
+        let keys = archived(&[
+            "000000010000000000000001",
+            "000000010000000000000002",
+            "000000010000000000000003",
+        ]);
+        let p = plan_wal_expiry(
+            &[
+                base("newer", at(2026, 5, 2, 0), true, 1, "0/3000028"),
+                base("older", at(2026, 5, 1, 0), false, 1, "0/2000028"),
+            ],
+            &keys,
+        );
+        assert_eq!(p.base_backup.as_deref(), Some("older"));
+        assert_eq!(expired_names(&p), ["000000010000000000000001"]);
+    }
+
+    #[test]
+    fn wal_expiry_counts_across_log_ids_and_honours_a_recorded_segment_size() {
+        let keys = archived(&[
+            "0000000100000000000000FE",
+            "0000000100000000000000FF",
+            "000000010000000100000000",
+        ]);
+        let p = plan_wal_expiry(&[base("b", at(2026, 5, 1, 0), true, 1, "1/28")], &keys);
+        assert_eq!(
+            expired_names(&p),
+            ["0000000100000000000000FE", "0000000100000000000000FF"]
+        );
+        // 64 MiB segments: 0/9000028 is in segment 2, not 9.
+        let keys = archived(&[
+            "000000010000000000000001",
+            "000000010000000000000002",
+            "000000010000000000000003",
+        ]);
+        let mut b = base("b", at(2026, 5, 1, 0), true, 1, "0/9000028");
+        b.base.as_mut().unwrap().wal_segment_size = Some(64 << 20);
+        let p = plan_wal_expiry(&[b.clone()], &keys);
+        assert_eq!(p.boundary.as_deref(), Some("000000010000000000000002"));
+        assert_eq!(expired_names(&p), ["000000010000000000000001"]);
+        b.base.as_mut().unwrap().wal_segment_size = Some(3 << 20);
+        assert!(plan_wal_expiry(&[b], &keys).skipped.is_some());
+    }
+
+    #[test]
+    fn wal_expiry_takes_leftovers_along_and_ignores_foreign_keys() {
+        let keys: Vec<String> = [
+            "wal/000000010000000000000001.zst.gpg",
+            "wal/000000010000000000000002.zst.gpg.partial",
+            "wal/00000001000000000000000g.zst.gpg",
+            "wal/README",
+            "wal/000000010000000000000001x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = plan_wal_expiry(&[base("b", at(2026, 5, 1, 0), true, 1, "0/5000028")], &keys);
+        assert_eq!(
+            p.expire,
+            vec![
+                ExpiredWal {
+                    name: "000000010000000000000001".into(),
+                    keys: vec!["wal/000000010000000000000001.zst.gpg".into()],
+                },
+                ExpiredWal {
+                    name: "000000010000000000000002".into(),
+                    keys: vec!["wal/000000010000000000000002.zst.gpg.partial".into()],
+                },
+            ]
         );
     }
 }

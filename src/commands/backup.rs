@@ -132,6 +132,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         if !args.no_retention && cfg.retention.enabled {
             for r in repo::for_backup(cfg)? {
                 for k in &kinds {
+                    let mut dropped = Vec::new();
                     for d in super::backups::retention_plan(r.as_ref(), *k, &cfg.retention)?
                         .iter()
                         .filter(|d| !d.keep)
@@ -142,6 +143,12 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
                             r.location(),
                             d.reasons.join(", ")
                         ));
+                        dropped.push(d.id.clone());
+                    }
+                    if *k == BackupKind::Base && cfg.retention.expire_wal {
+                        let w =
+                            super::backups::expire_wal(r.as_ref(), &cfg.retention, &dropped, true)?;
+                        lines.push(w.describe());
                     }
                 }
             }
@@ -166,6 +173,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
     let mut written = Vec::new();
     let mut failures = Vec::new();
     let mut deleted = Vec::new();
+    let mut wal_expiry = Vec::new();
     for kind in kinds {
         log::info!("starting {} backup", kind.name());
         let started = Instant::now();
@@ -253,6 +261,17 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
                             r.location()
                         );
                         code = code.worst(ExitCode::Warning);
+                        continue;
+                    }
+                }
+                // The WAL the remaining base backups no longer need.
+                if kind == BackupKind::Base && cfg.retention.expire_wal {
+                    match super::backups::expire_wal(r.as_ref(), &cfg.retention, &[], false) {
+                        Ok(w) => wal_expiry.push(w),
+                        Err(e) => {
+                            log::warn!("WAL expiry in {} failed: {e:#}", r.location());
+                            code = code.worst(ExitCode::Warning);
+                        }
                     }
                 }
             }
@@ -270,7 +289,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         .collect::<Vec<_>>()
         .join("\n");
     ctx.emit(
-        &json!({"ok": failures.is_empty(), "written": written, "failed": failures, "deleted_by_retention": deleted}),
+        &json!({"ok": failures.is_empty(), "written": written, "failed": failures, "deleted_by_retention": deleted, "wal_expiry": wal_expiry}),
         &text,
     );
     Ok(code)
@@ -533,10 +552,13 @@ fn backup_base(
     let cfg = ctx.config();
     let target = PgTarget::from_config(&cfg.database);
     let version = target.tool_version("pg_basebackup")?;
-    let server_version: String = target
-        .connect(&target.maintenance_db)?
-        .query_one("SHOW server_version", &[])?
-        .get(0);
+    let row = target.connect(&target.maintenance_db)?.query_one(
+        "SELECT current_setting('server_version'), \
+                pg_size_bytes(current_setting('wal_segment_size'))",
+        &[],
+    )?;
+    let server_version: String = row.get(0);
+    let wal_segment_size = u64::try_from(row.get::<_, i64>(1)).ok();
     let started_at = Utc::now();
     let mut pending = begin(
         repo,
@@ -581,8 +603,9 @@ fn backup_base(
         bail!("pg_basebackup failed ({status}): {report}; nothing was published");
     }
     let digests = encoded.context("writing the encrypted base backup")?;
-    let info = parse_basebackup_report(&report, server_version, version)
+    let mut info = parse_basebackup_report(&report, server_version, version)
         .with_context(|| format!("reading pg_basebackup's report: {report}"))?;
+    info.wal_segment_size = wal_segment_size;
     log::info!(
         "base backup covers WAL {} .. {} on timeline {}",
         info.start_lsn,
@@ -626,6 +649,7 @@ fn parse_basebackup_report(
         timeline,
         server_version,
         pg_basebackup_version,
+        wal_segment_size: None,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::exit::ExitCode;
 use crate::manifest::BackupKind;
 use crate::progress::human_bytes;
 use crate::repo::{self, Repository};
-use crate::retention::{plan, Candidate, Decision};
+use crate::retention::{plan, plan_wal_expiry, Candidate, Decision, RetainedBase};
 
 #[derive(Debug, Subcommand)]
 pub enum BackupsCommand {
@@ -138,6 +138,142 @@ pub fn apply_retention(
     Ok(deleted)
 }
 
+/// What WAL expiry did (or would do) in one repository.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WalExpiry {
+    pub repository: String,
+    pub dry_run: bool,
+    /// The oldest retained base backup, whose start segment is the boundary.
+    pub base_backup: Option<String>,
+    /// The first segment kept.
+    pub boundary: Option<String>,
+    /// WAL files (segments, `.partial` segments, `.backup` labels) removed, or that would be.
+    pub expired: usize,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// Why nothing was expired.
+    pub skipped: Option<String>,
+}
+
+impl WalExpiry {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("archived WAL in {} kept: {why}", self.repository);
+        }
+        let verb = if self.dry_run {
+            "would expire"
+        } else {
+            "expired"
+        };
+        let boundary = format!(
+            "before {}, the start of the oldest retained base backup {}",
+            self.boundary.as_deref().unwrap_or("?"),
+            self.base_backup.as_deref().unwrap_or("?")
+        );
+        match (&self.first, &self.last) {
+            (Some(first), Some(last)) => format!(
+                "{verb} {} archived WAL file(s) {first} .. {last} from {} ({boundary})",
+                self.expired, self.repository
+            ),
+            _ => format!(
+                "no archived WAL to expire in {} ({boundary})",
+                self.repository
+            ),
+        }
+    }
+}
+
+/// WAL expiry, after base-backup retention: deletes (with `dry_run`: lists) the
+/// archived WAL that no retained base backup needs. `dropped_bases` are base
+/// backups retention deleted or, in a dry run, would delete.
+pub fn expire_wal(
+    repo: &dyn Repository,
+    policy: &RetentionConfig,
+    dropped_bases: &[String],
+    dry_run: bool,
+) -> Result<WalExpiry> {
+    let mut report = WalExpiry {
+        repository: repo.location(),
+        dry_run,
+        base_backup: None,
+        boundary: None,
+        expired: 0,
+        first: None,
+        last: None,
+        skipped: None,
+    };
+    if !policy.enabled || !policy.expire_wal {
+        report.skipped = Some(
+            if policy.enabled {
+                "retention.expire_wal = false"
+            } else {
+                "retention.enabled = false"
+            }
+            .into(),
+        );
+        return Ok(report);
+    }
+    let (entries, _) = repo.list()?;
+    let bases: Vec<RetainedBase> = entries
+        .iter()
+        .filter(|e| e.kind == BackupKind::Base && !dropped_bases.contains(&e.id))
+        .map(|e| RetainedBase {
+            id: e.id.clone(),
+            time: e.time,
+            verified: e.is_verified(),
+            base: e.manifest.as_ref().and_then(|m| m.base.clone()),
+        })
+        .collect();
+    let keys: Vec<String> = repo
+        .list_dir(BackupKind::Wal.dir())?
+        .into_iter()
+        .map(|f| f.key)
+        .collect();
+    let plan = plan_wal_expiry(&bases, &keys);
+    report.base_backup = plan.base_backup.clone();
+    report.boundary = plan.boundary.clone();
+    if let Some(why) = plan.skipped {
+        if !keys.is_empty() {
+            let why = if bases.is_empty() {
+                format!("{why} (a setup without base backups keeps all the WAL it archived)")
+            } else {
+                why
+            };
+            report.skipped = Some(why);
+            log::info!("{}", report.describe());
+        } else {
+            report.skipped = Some(why);
+        }
+        return Ok(report);
+    }
+    report.expired = plan.expire.len();
+    report.first = plan.expire.first().map(|e| e.name.clone());
+    report.last = plan.expire.last().map(|e| e.name.clone());
+    if !dry_run {
+        // Oldest first, so an interrupted run leaves the WAL it kept contiguous.
+        for (done, wal) in plan.expire.iter().enumerate() {
+            for key in &wal.keys {
+                if let Err(e) = repo.remove_key(key) {
+                    if done > 0 {
+                        log::info!(
+                            "expired {done} archived WAL file(s) {} .. {} from {} before the failure",
+                            plan.expire[0].name,
+                            plan.expire[done - 1].name,
+                            repo.location()
+                        );
+                    }
+                    return Err(e.context(format!("expiring archived WAL {}", wal.name)));
+                }
+            }
+        }
+    }
+    if report.expired > 0 {
+        log::info!("{}", report.describe());
+    }
+    Ok(report)
+}
+
 fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let repo = repo::for_reading(cfg, ctx.global.from)?;
@@ -147,9 +283,18 @@ fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| BackupKind::ALL.to_vec());
     let mut report = Vec::new();
     let mut text = String::new();
+    let mut wal = None;
     for kind in kinds {
         let decisions = retention_plan(repo.as_ref(), kind, &cfg.retention)?;
         let deleted = apply_retention(repo.as_ref(), kind, &cfg.retention, ctx.global.dry_run)?;
+        if kind == BackupKind::Base {
+            wal = Some(expire_wal(
+                repo.as_ref(),
+                &cfg.retention,
+                &deleted,
+                ctx.global.dry_run,
+            )?);
+        }
         for d in &decisions {
             let action = match (d.keep, ctx.global.dry_run) {
                 (true, _) => "keep",
@@ -164,8 +309,11 @@ fn prune(ctx: &Ctx, args: PruneArgs) -> Result<ExitCode> {
         }
         report.push(json!({"kind": kind, "decisions": decisions, "deleted": deleted}));
     }
+    if let Some(w) = &wal {
+        text.push_str(&format!("wal           {}\n", w.describe()));
+    }
     ctx.emit(
-        &json!({"dry_run": ctx.global.dry_run, "kinds": report}),
+        &json!({"dry_run": ctx.global.dry_run, "kinds": report, "wal": wal}),
         &text,
     );
     Ok(ExitCode::Success)

@@ -132,11 +132,12 @@ impl Repository for LocalRepo {
     }
 
     fn remove_key(&self, key: &str) -> Result<()> {
-        match fs::remove_file(self.path(key)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(anyhow!(e).context(format!("removing {}", self.path(key).display())))
-            }
-            _ => Ok(()),
+        let path = self.path(key);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("removing {}", path.display()))),
+            // Durable before the caller removes the next key (a manifest before its object).
+            Ok(()) => path.parent().map_or(Ok(()), sync_dir),
         }
     }
 

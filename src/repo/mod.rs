@@ -120,7 +120,7 @@ pub trait Repository: Send + Sync {
     fn open_key(&self, key: &str) -> Result<Box<dyn Read + Send>>;
     /// A small file (manifest, record) by key; `None` when it does not exist.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    /// Removes one key (absent is fine).
+    /// Removes one key (absent is fine); removals are durable in the order they are made.
     fn remove_key(&self, key: &str) -> Result<()>;
     /// Keys under a folder (`wal`), with sizes; not recursive.
     fn list_dir(&self, dir: &str) -> Result<Vec<StoredFile>>;

@@ -726,3 +726,166 @@ fn failing_wal_push_alerts_once_and_resolves_when_archiving_works_again() {
         "resolve closes the same incident"
     );
 }
+
+/// Names archived in the local repository's `wal/` (those with a manifest), sorted.
+fn archived_wal(env: &TestEnv) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(env.repo().join("wal"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".manifest.json")
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn prune_expires_the_wal_no_retained_base_backup_needs() {
+    let env = TestEnv::empty("wal_expire");
+    let root = env.root().to_path_buf();
+    let data = root.join("pg/data");
+    initdb(&data);
+    env.write_config("[retention]\nenabled = false\n");
+    for d in ["log", "run", "backups/wal"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    chown_postgres(&root);
+    let pg = ArchivingCluster::start(&env, &data);
+    let configure = |extra: &str| {
+        env.write_config(extra);
+        let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+            &format!("port = {}", cluster().port),
+            &format!("port = {}", pg.port),
+        );
+        std::fs::write(&env.config_path, text).unwrap();
+        chown_postgres(&root);
+    };
+    configure("[retention]\nenabled = false\n");
+
+    pg.psql("CREATE TABLE t (x int)");
+    let fill = |n: i32| {
+        for i in 0..n {
+            pg.psql(&format!("INSERT INTO t VALUES ({i})"));
+            pg.switch_and_wait();
+        }
+    };
+    fill(2);
+    let (older, _) = env.backup("base");
+    fill(2);
+    // A timeline history file, as a promotion archives it: kept whatever its age.
+    let history = root.join("00000002.history");
+    std::fs::write(&history, "1\t0/3000000\tno recovery target specified\n").unwrap();
+    let r = env.run(&["wal-push", history.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let (newer, _) = env.backup("base");
+    fill(1);
+    for id in [&older, &newer] {
+        let r = env.run(&["verify-backup", id]);
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    }
+
+    // The newer base backup's start segment: everything before it on timeline 1 goes.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.repo().join(format!("base/{newer}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["base"]["wal_segment_size"], 16 << 20);
+    let start = manifest["base"]["start_lsn"].as_str().unwrap();
+    let (hi, lo) = start.split_once('/').unwrap();
+    let boundary = format!(
+        "00000001{:08X}{:08X}",
+        u64::from_str_radix(hi, 16).unwrap(),
+        u64::from_str_radix(lo, 16).unwrap() >> 24
+    );
+    let before_all = archived_wal(&env);
+    let (gone, kept): (Vec<String>, Vec<String>) = before_all
+        .iter()
+        .cloned()
+        .partition(|n| n.len() >= 24 && !n.ends_with(".history") && n[..24] < *boundary);
+    assert!(gone.len() >= 4, "{before_all:?}");
+    assert!(
+        gone.iter().any(|n| n.ends_with(".backup")),
+        "the older base backup's label is before the boundary: {before_all:?}"
+    );
+    assert!(kept.contains(&boundary), "{boundary} archived: {kept:?}");
+    assert!(
+        kept.iter()
+            .any(|n| n.starts_with(&boundary) && n.ends_with(".backup")),
+        "the newer base backup's label: {kept:?}"
+    );
+    assert!(kept.contains(&"00000002.history".to_string()));
+
+    configure("[retention]\nkeep_last = 1\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n");
+    let r = env.run(&["--dry-run", "--json", "backups", "prune"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let doc = r.json();
+    let wal = &doc["wal"];
+    assert_eq!(wal["expired"], gone.len(), "{doc}");
+    assert_eq!(wal["first"], gone[0].as_str());
+    assert_eq!(wal["last"], gone[gone.len() - 1].as_str());
+    assert_eq!(wal["boundary"], boundary.as_str());
+    assert_eq!(wal["base_backup"], newer.as_str());
+    assert_eq!(archived_wal(&env), before_all, "a dry run deletes nothing");
+
+    let r = env.run(&["--json", "backups", "prune"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let doc = r.json();
+    let base = doc["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "base")
+        .unwrap();
+    assert_eq!(base["deleted"], serde_json::json!([older]));
+    assert_eq!(doc["wal"]["expired"], gone.len(), "{doc}");
+    assert_eq!(
+        archived_wal(&env),
+        kept,
+        "exactly the WAL before {boundary} is gone"
+    );
+    // Objects too, not only their manifests; the history file whole.
+    let files: Vec<String> = std::fs::read_dir(env.repo().join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in &gone {
+        assert!(
+            !files.iter().any(|f| f.starts_with(&format!("{name}."))),
+            "{name} left behind: {files:?}"
+        );
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("00000002.history.") && !f.ends_with(".manifest.json")),
+        "{files:?}"
+    );
+    let log = std::fs::read_to_string(root.join("log/backup.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "expired {} archived WAL file(s) {} .. {}",
+            gone.len(),
+            gone[0],
+            gone[gone.len() - 1]
+        )),
+        "{log}"
+    );
+
+    // The archive still covers the newest base backup without a gap.
+    let r = env.run(&["--json", "verify-backup", "--wal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["missing_since_base"], serde_json::json!([]));
+
+    // Nothing more to expire; with expiry off, nothing is even looked at.
+    let r = env.run(&["--json", "backups", "prune"]);
+    assert_eq!(r.json()["wal"]["expired"], 0);
+    configure("[retention]\nkeep_last = 1\nexpire_wal = false\n");
+    let r = env.run(&["--json", "backups", "prune"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["wal"]["skipped"], "retention.expire_wal = false");
+}
