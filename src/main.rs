@@ -36,6 +36,7 @@ fn main() {
         Err(e) => std::process::exit(usage_error(e)),
     };
     let code = commands::run(cli);
+    signals::hold_if_interrupted();
     std::process::exit(code.code());
 }
 

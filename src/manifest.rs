@@ -164,13 +164,14 @@ pub struct VerificationRecord {
     pub problems: Vec<String>,
 }
 
+/// This host's name (manifests, alert messages, PagerDuty's `source`).
 pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    if rc != 0 || end == 0 {
+        return "unknown-host".into();
+    }
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }

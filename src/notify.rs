@@ -105,19 +105,6 @@ pub struct Notifier {
     retry_deadline: Duration,
 }
 
-/// This host's name (for messages and PagerDuty's `source`).
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) } == 0;
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    if ok && end > 0 {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown-host".into()
-    }
-}
-
 impl Notifier {
     pub fn from_config(a: &AlertsConfig) -> Notifier {
         let mut channels = Vec::new();
@@ -135,7 +122,10 @@ impl Notifier {
         }
         Notifier {
             channels,
-            host: a.host_name.clone().unwrap_or_else(host_name),
+            host: a
+                .host_name
+                .clone()
+                .unwrap_or_else(crate::manifest::host_name),
             request_timeout: Duration::from_secs(a.request_timeout_secs),
             retry_deadline: Duration::from_secs(a.retry_deadline_secs),
         }

@@ -46,20 +46,31 @@ pub struct Watchdog {
     cancel: Option<mpsc::Sender<()>>,
     fired: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+    /// Tracked for interrupts (see `signals::track_child`).
+    pid: Option<u32>,
 }
 
 impl Watchdog {
     pub fn new(pid: u32, timeout: Duration) -> Watchdog {
-        Self::start(pid, timeout, false)
+        Self::start(pid, timeout, false, true)
     }
 
     /// For a child started in its own process group (`process_group(0)`): kills
     /// the whole group, so `sh -c` cannot leave a grandchild holding our pipes.
     pub fn for_group(pid: u32, timeout: Duration) -> Watchdog {
-        Self::start(pid, timeout, true)
+        Self::start(pid, timeout, true, true)
     }
 
-    fn start(pid: u32, timeout: Duration, group: bool) -> Watchdog {
+    /// A service's start or stop command: killed at its deadline, but left alone
+    /// when our run is interrupted (what it started is the service itself).
+    pub fn for_service_command(pid: u32, timeout: Duration) -> Watchdog {
+        Self::start(pid, timeout, true, false)
+    }
+
+    fn start(pid: u32, timeout: Duration, group: bool, stop_on_interrupt: bool) -> Watchdog {
+        if stop_on_interrupt {
+            crate::signals::track_child(pid, group);
+        }
         let (tx, rx) = mpsc::channel::<()>();
         let fired = Arc::new(AtomicBool::new(false));
         let f = fired.clone();
@@ -80,6 +91,7 @@ impl Watchdog {
             cancel: Some(tx),
             fired,
             handle: Some(handle),
+            pid: stop_on_interrupt.then_some(pid),
         }
     }
 
@@ -90,6 +102,9 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            crate::signals::untrack_child(pid);
+        }
         drop(self.cancel.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -174,7 +189,7 @@ pub fn output_detached_with_deadline(
         .stderr(Stdio::from(err.try_clone()?))
         .spawn()
         .with_context(|| format!("cannot start {what}"))?;
-    let dog = Watchdog::for_group(child.id(), timeout);
+    let dog = Watchdog::for_service_command(child.id(), timeout);
     let status = child
         .wait()
         .with_context(|| format!("waiting for {what}"))?;

@@ -297,6 +297,8 @@ fn restore_db_parallel(
                 opts.scratch_dir.display()
             )
         })?;
+    // The plaintext spool goes on an interrupt too (it is removed on drop otherwise).
+    let _spool_guard = crate::signals::track_file(spool.path().to_path_buf());
     {
         let file = repo.open(entry)?;
         let mut progress = Progress::bytes(&format!("decrypt {}", entry.id), Some(entry.size));

@@ -786,7 +786,7 @@ pub fn run(ctx: &Ctx, args: DiagnoseArgs) -> Result<ExitCode> {
         .alerts
         .host_name
         .clone()
-        .unwrap_or_else(crate::notify::host_name);
+        .unwrap_or_else(crate::manifest::host_name);
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let safe_host: String = host
         .chars()

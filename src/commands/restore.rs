@@ -122,6 +122,19 @@ impl DbRestorePlan {
         if !self.exists {
             pg.create_database(db)?;
         }
+        let _note = crate::signals::note(format!(
+            "the restore into database {db} did not finish: {}{}",
+            if opts.jobs > 1 {
+                "with --jobs it may hold part of the backup"
+            } else {
+                "nothing was committed (one transaction)"
+            },
+            if self.exists {
+                String::new()
+            } else {
+                format!("; this run created {db}: drop it (DROP DATABASE {db}) or restore into it again")
+            }
+        ));
         log::info!("{}", self.describe(entry, pg));
         let opts = DbRestoreOptions {
             clean: self.clean,

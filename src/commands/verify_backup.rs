@@ -352,6 +352,48 @@ fn opt(v: Option<i64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
 }
 
+/// `tuneton_restore_test_<host>_`: scratch databases of this host's restore tests
+/// (the server may be shared with other hosts, whose PIDs mean nothing here).
+fn scratch_prefix() -> String {
+    use sha2::Digest;
+    let host = hex::encode(sha2::Sha256::digest(
+        crate::manifest::host_name().as_bytes(),
+    ));
+    format!("tuneton_restore_test_{}_", &host[..8])
+}
+
+/// Drops the scratch databases that interrupted restore tests of this host left
+/// (their process is gone). Best effort: a failure here is only logged.
+fn drop_stale_scratch_databases(pg: &PgTarget, prefix: &str) {
+    let names: Vec<String> = match pg.connect(&pg.maintenance_db).and_then(|mut c| {
+        c.query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            &[&prefix],
+        )
+        .map_err(anyhow::Error::from)
+    }) {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) => {
+            log::debug!("cannot list scratch databases: {e:#}");
+            return;
+        }
+    };
+    for name in names {
+        let pid = name[prefix.len()..]
+            .split('_')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            match pg.drop_database(&name) {
+                Ok(()) => log::warn!(
+                    "dropped the scratch database {name} an interrupted restore test left"
+                ),
+                Err(e) => log::warn!("could not drop the stale scratch database {name}: {e:#}"),
+            }
+        }
+    }
+}
+
 /// Restores into a scratch database, counts every table, drops the scratch database.
 fn restore_test(
     ctx: &Ctx,
@@ -368,12 +410,17 @@ fn restore_test(
             "restore test applies to database backups only",
         ));
     }
+    let prefix = scratch_prefix();
+    drop_stale_scratch_databases(pg, &prefix);
     let scratch = format!(
-        "tuneton_restore_test_{}_{:04x}",
+        "{prefix}{}_{:04x}",
         std::process::id(),
         rand::random::<u16>()
     );
     pg.create_database(&scratch)?;
+    let _note = crate::signals::note(format!(
+        "the restore test's scratch database {scratch} is left; the next restore test on this host drops it"
+    ));
     log::info!(
         "restore test: restoring {} into scratch database {scratch}",
         entry.id

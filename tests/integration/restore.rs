@@ -176,3 +176,87 @@ fn restore_latest_passes_over_a_backup_that_failed_verification() {
     );
     assert!(!db_exists(&format!("{}_bad", env.db)));
 }
+
+#[test]
+fn an_interrupted_restore_stops_its_tools_removes_its_spool_and_says_what_it_left() {
+    let env = TestEnv::new("interrupted_restore");
+    psql(
+        &env.db,
+        "CREATE TABLE blobs AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS v \
+         FROM generate_series(1, 600000) g; CREATE INDEX ON blobs (v)",
+    );
+    let (id, _) = env.backup("db");
+    let target = format!("{}_stopped", env.db);
+    let mut child = env
+        .cmd(&["restore", &id, "--target-db", &target, "--jobs", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pg_restore = wait_for_child(&mut child, "pg_restore");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the restore into database {target} did not finish"
+        )) && stderr.contains("DROP DATABASE"),
+        "{stderr}"
+    );
+    // pg_restore (and its workers) are stopped, not left loading data on their own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pid_running(pg_restore) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_restore {pg_restore} still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The decrypted spool is gone.
+    let spools: Vec<_> = std::fs::read_dir(env.root())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tuneton-restore-")
+        })
+        .collect();
+    assert!(spools.is_empty(), "{:?}", spools[0].path());
+
+    // An interrupted restore test leaves its scratch database; the next one drops it.
+    let mut child = env
+        .cmd(&["verify-backup", &id, "--restore-test"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // This run's scratch database: tuneton_restore_test_<host>_<pid>_<random>.
+    let scratch = format!(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'tuneton\\_restore\\_test\\_%\\_{}\\_%'",
+        child.id()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while psql("postgres", &scratch) != "1" {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore test ended early"
+        );
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    wait_for_child(&mut child, "pg_restore");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("scratch database"), "{stderr}");
+    assert_eq!(psql("postgres", &scratch), "1");
+    let r = env.run(&["verify-backup", &id, "--restore-test"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("an interrupted restore test left"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(psql("postgres", &scratch), "0");
+}

@@ -237,17 +237,6 @@ fn an_s3_endpoint_that_never_answers_fails_within_the_configured_deadlines() {
     }
 }
 
-/// The child of `parent` running `comm`, if any (from /proc).
-fn child_named(parent: u32, comm: &str) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == parent && name == comm).then_some(pid)
-    })
-}
-
 #[test]
 fn a_restore_from_s3_slower_than_the_request_timeout_still_completes() {
     // The HTTP client's timeout covers a whole response body: one GET for the
@@ -278,18 +267,7 @@ fn a_restore_from_s3_slower_than_the_request_timeout_still_completes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let pg_restore = loop {
-        if let Some(pid) = child_named(child.id(), "pg_restore") {
-            break pid;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "restore ended before pg_restore was seen"
-        );
-        assert!(Instant::now() < deadline, "pg_restore never started");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let pg_restore = wait_for_child(&mut child, "pg_restore");
     unsafe { libc::kill(pg_restore, libc::SIGSTOP) };
     std::thread::sleep(Duration::from_secs(3));
     unsafe { libc::kill(pg_restore, libc::SIGCONT) };

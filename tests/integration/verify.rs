@@ -121,13 +121,14 @@ fn restore_test_compares_every_table_and_drops_the_scratch_database() {
     assert_eq!(get("public.sessions")["expected"], 900);
     assert_eq!(get("public.sessions")["restored"], 900);
     assert_eq!(get("public.empty_audit")["restored"], 0);
-    assert_eq!(
-        psql(
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'tuneton_restore_test_%'"
-        ),
-        "0"
-    );
+    let stderr = r.stderr();
+    let scratch = stderr
+        .split("into scratch database ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the scratch database is named: {stderr}"));
+    assert!(scratch.starts_with("tuneton_restore_test_"), "{scratch}");
+    assert!(!db_exists(scratch), "{scratch} dropped");
 }
 
 #[test]

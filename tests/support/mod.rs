@@ -122,6 +122,41 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// The child of `parent` running `comm`, if any (from /proc).
+pub fn child_named(parent: u32, comm: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && name == comm).then_some(pid)
+    })
+}
+
+/// Waits (with a deadline) for a child of `parent` running `comm`.
+pub fn wait_for_child(parent: &mut std::process::Child, comm: &str) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(pid) = child_named(parent.id(), comm) {
+            return pid;
+        }
+        assert!(
+            parent.try_wait().unwrap().is_none(),
+            "the run ended before {comm} was seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "{comm} never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Whether `pid` runs (not a zombie).
+pub fn pid_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
 /// A cluster of its own for one test (a second host's server), stopped and removed on drop.
 pub struct TempCluster {
     pub dir: tempfile::TempDir,
