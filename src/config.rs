@@ -1278,7 +1278,7 @@ impl Settings {
                             "encryption.passphrase_file: must be an absolute path, got {:?} (it would be read relative to wherever the command runs)",
                             p.display().to_string()
                         ));
-                    } else if let Err(err) = read_secret_file(p) {
+                    } else if let Err(err) = read_passphrase_file(p) {
                         // Mode, readability and an empty file: found by `config check`, not at 2 a.m.
                         problems.push(format!("encryption.passphrase_file: {err:#}"));
                     }
@@ -1763,9 +1763,53 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(line))
 }
 
+/// The backup passphrase file: a secret file that `gpg --passphrase-file` reads the
+/// same way (the README's decryption by hand): one line, no carriage return (gpg
+/// would keep the CR as part of the passphrase), nothing after it.
+pub fn read_passphrase_file(path: &Path) -> Result<Secret> {
+    let secret = read_secret_file(path)?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    if first.ends_with('\r') {
+        return Err(could_not_start(format!(
+            "{} has Windows line endings (CR LF): gpg --passphrase-file would read the CR as part of the passphrase. \
+             Remove it: sed -i 's/\\r$//' {}",
+            path.display(),
+            path.display()
+        )));
+    }
+    if !rest.trim().is_empty() {
+        return Err(could_not_start(format!(
+            "{} has more than one line: only the first would be the passphrase; keep just that line",
+            path.display()
+        )));
+    }
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passphrase_files_read_by_gpg_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            p
+        };
+        let ok = write("ok", "correct horse\n\n");
+        assert_eq!(read_passphrase_file(&ok).unwrap().expose(), "correct horse");
+        let crlf = write("crlf", "correct horse\r\n");
+        let err = format!("{:#}", read_passphrase_file(&crlf).unwrap_err());
+        assert!(err.contains("CR LF"), "{err}");
+        let two = write("two", "correct horse\nbattery\n");
+        let err = format!("{:#}", read_passphrase_file(&two).unwrap_err());
+        assert!(err.contains("more than one line"), "{err}");
+    }
 
     #[test]
     fn unknown_key_is_an_error_naming_the_key() {

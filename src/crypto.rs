@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use gpgme::{Context as GpgContext, EncryptFlags, PassphraseRequest, PinentryMode, Protocol};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{read_secret_file, EncryptionConfig, EncryptionMode, Secret};
+use crate::config::{read_passphrase_file, EncryptionConfig, EncryptionMode, Secret};
 use crate::exit::could_not_start;
 
 /// How a stored object is encrypted (recorded in its manifest).
@@ -333,7 +333,7 @@ fn passphrase_provider(
 /// Reads the passphrase from the one configured source.
 pub fn resolve_passphrase(cfg: &EncryptionConfig) -> Result<Option<Secret>> {
     if let Some(path) = &cfg.passphrase_file {
-        return read_secret_file(path)
+        return read_passphrase_file(path)
             .with_context(|| "encryption.passphrase_file".to_string())
             .map(Some);
     }

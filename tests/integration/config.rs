@@ -70,3 +70,21 @@ fn missing_explicit_config_file_exits_3() {
         r.stderr()
     );
 }
+
+#[test]
+fn a_passphrase_file_gpg_would_read_differently_is_refused_before_any_backup() {
+    let env = TestEnv::new("crlf_passphrase");
+    let file = env.root().join("passphrase");
+    write_secret(&file, &format!("{PASSPHRASE}\r\n"));
+    let r = env.run(&["config", "check"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    let said = format!("{}{}", r.stdout(), r.stderr());
+    assert!(
+        said.contains("encryption.passphrase_file") && said.contains("CR LF"),
+        "{said}"
+    );
+    let r = env.run(&["backup", "--kind", "config"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(env.list().is_empty());
+    assert!(!r.stderr().contains(PASSPHRASE), "{}", r.stderr());
+}
