@@ -85,6 +85,6 @@ fn a_passphrase_file_gpg_would_read_differently_is_refused_before_any_backup() {
     );
     let r = env.run(&["backup", "--kind", "config"]);
     assert_eq!(r.code(), 3, "{}", r.stderr());
-    assert!(env.list().is_empty());
+    assert!(files_under(&env.repo()).is_empty(), "nothing written");
     assert!(!r.stderr().contains(PASSPHRASE), "{}", r.stderr());
 }
