@@ -135,6 +135,35 @@ impl Command {
             Command::Diagnose(_) => Some(&[
                 "paths", "app", "health", "database", "alerts", "diagnose", "s3",
             ]),
+            // A typo in the health or log-rotation settings must not stop the nightly backup.
+            Command::Backup(_)
+            | Command::Backups(_)
+            | Command::VerifyBackup(_)
+            | Command::Restore(_)
+            | Command::WalPush(_)
+            | Command::WalFetch(_) => Some(&[
+                "paths",
+                "database",
+                "repository",
+                "encryption",
+                "retention",
+                "verify",
+                "s3",
+                "postgres",
+                "alerts",
+            ]),
+            Command::Pitr(_) | Command::DbRecover(_) | Command::DisasterRecover(_) => Some(&[
+                "paths",
+                "database",
+                "repository",
+                "encryption",
+                "retention",
+                "verify",
+                "s3",
+                "postgres",
+                "alerts",
+                "app",
+            ]),
             _ => None,
         }
     }

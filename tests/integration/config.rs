@@ -88,3 +88,19 @@ fn a_passphrase_file_gpg_would_read_differently_is_refused_before_any_backup() {
     assert!(files_under(&env.repo()).is_empty(), "nothing written");
     assert!(!r.stderr().contains(PASSPHRASE), "{}", r.stderr());
 }
+
+#[test]
+fn a_bad_health_setting_stops_health_but_not_the_nightly_backup() {
+    let env = TestEnv::new("scoped_validation");
+    env.write_config("[health.disk]\npaths = [\"relative/path\"]\nwarn = \"eighty\"\n");
+    let r = env.run(&["config", "check"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    let r = env.run(&["health", "--check", "disk"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("health.disk.warn"), "{}", r.stderr());
+    let r = env.run(&["--json", "backup", "--kind", "config"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let id = r.json()["written"][0]["id"].as_str().unwrap().to_string();
+    let r = env.run(&["verify-backup", &id]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
