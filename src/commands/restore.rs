@@ -59,6 +59,11 @@ pub struct DbRestorePlan {
 impl DbRestorePlan {
     /// Refuses (exit 3) a non-empty target unless `clean`.
     pub fn new(pg: &PgTarget, db: &str, clean: bool) -> Result<DbRestorePlan> {
+        if db.is_empty() || db.len() > 63 || db.contains('\0') {
+            return Err(could_not_start(format!(
+                "{db:?} is not a usable database name: PostgreSQL names are 1 to 63 bytes long"
+            )));
+        }
         if ["template0", "template1"].contains(&db) {
             return Err(could_not_start(format!(
                 "refusing to restore into {db}: it is a template database (every new database would inherit the restored objects)"
@@ -174,7 +179,8 @@ impl DbRestorePlan {
         if mismatches > 0 {
             log::error!("{}", rows_table(&rows, expected.is_some()));
             bail!(
-                "{mismatches} table(s) of {db} differ from the manifest of {} after the restore",
+                "{mismatches} table(s) of {db} differ from the manifest of {} after the restore; \
+                 what was restored is left in {db} for inspection (drop it, or restore again with --clean)",
                 entry.id
             );
         }
@@ -214,6 +220,42 @@ pub fn rows_table(rows: &[TableComparison], have_manifest: bool) -> String {
     text
 }
 
+/// Directories a restore never replaces (it would move them aside).
+const SYSTEM_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/local",
+    "/var",
+    "/var/lib",
+    "/var/log",
+];
+
+/// Whether `dir` is where a filesystem is mounted (a different device than its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.is_dir() && d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
 /// Restoring an app/config/base backup into a directory.
 pub struct DirRestorePlan {
     pub dir: PathBuf,
@@ -224,10 +266,27 @@ pub struct DirRestorePlan {
 impl DirRestorePlan {
     /// Refuses (exit 3) a non-empty directory unless `clean` (then it is moved aside, never deleted).
     pub fn new(dir: &Path, clean: bool) -> Result<DirRestorePlan> {
-        if !dir.is_absolute() || dir.parent().is_none() {
+        use std::path::Component;
+        if !dir.is_absolute() || dir.components().any(|c| c == Component::ParentDir) {
             return Err(could_not_start(format!(
-                "refusing to restore into {:?}: the target directory must be an absolute path other than /",
+                "refusing to restore into {:?}: the target directory must be an absolute path without ..",
                 dir.display().to_string()
+            )));
+        }
+        // `/srv/app/.` is `/srv/app`.
+        let dir: PathBuf = dir.components().collect();
+        let dir = dir.as_path();
+        if dir.parent().is_none() || SYSTEM_DIRS.contains(&dir.to_string_lossy().as_ref()) {
+            return Err(could_not_start(format!(
+                "refusing to restore into {}: it is a system directory; restore into a directory of its own",
+                dir.display()
+            )));
+        }
+        if is_mount_point(dir) {
+            return Err(could_not_start(format!(
+                "refusing to restore into {}: it is a mount point, which cannot be moved aside and swapped; \
+                 restore into a directory below it",
+                dir.display()
             )));
         }
         if dir.exists() && !dir.is_dir() {

@@ -124,7 +124,27 @@ fn risky_restore_targets_are_refused_before_any_work() {
     }
     let file = env.root().join("a-file");
     std::fs::write(&file, "keep me").unwrap();
-    for target in ["/", "relative/dir", file.to_str().unwrap()] {
+    let dotdot = format!("{}/app/../app", env.root().display());
+    let long = "x".repeat(80);
+    for target in ["", long.as_str()] {
+        let r = env.run(&["restore", &db_id, "--target-db", target]);
+        assert_eq!(r.code(), 3, "{target:?}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("not a usable database name"),
+            "{}",
+            r.stderr()
+        );
+    }
+    for target in [
+        "/",
+        "relative/dir",
+        file.to_str().unwrap(),
+        "/etc",
+        "/var/lib/",
+        "/usr/.",
+        dotdot.as_str(),
+        "/dev/shm",
+    ] {
         let r = env.run(&[
             "--yes",
             "restore",
