@@ -275,12 +275,21 @@ struct LocalPending {
     kind: BackupKind,
 }
 
+impl LocalPending {
+    /// An I/O error that names the file (a full disk says where).
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("writing {}: {e}", self.partial.display()))
+    }
+}
+
 impl Write for LocalPending {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.as_mut().expect("open until commit").write(buf)
+        let r = self.file.as_mut().expect("open until commit").write(buf);
+        r.map_err(|e| self.named(e))
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.as_mut().expect("open until commit").flush()
+        let r = self.file.as_mut().expect("open until commit").flush();
+        r.map_err(|e| self.named(e))
     }
 }
 
@@ -303,7 +312,7 @@ impl PendingObject for LocalPending {
         let file = file
             .into_inner()
             .map_err(|e| e.into_error())
-            .context("flushing the backup file")?;
+            .with_context(|| format!("writing {}", self.partial.display()))?;
         file.sync_all()
             .with_context(|| format!("fsync {}", self.partial.display()))?;
         fs::hard_link(&self.partial, &self.final_path).with_context(|| {
