@@ -320,3 +320,74 @@ fn verify_checks_the_local_and_the_s3_copy_and_an_unreachable_store_fails_only_i
         r.stderr()
     );
 }
+
+#[test]
+fn transient_s3_errors_are_retried_and_permanent_ones_fail_at_once_naming_the_setting() {
+    let s3 = S3Server::start("faults");
+    let Some(port) = s3.local_port() else {
+        eprintln!("skipped: needs a local server to put the proxy in front of");
+        return;
+    };
+    let env = TestEnv::new("s3_faults");
+    let through = |proxy: &crate::support::s3::FaultyProxy| {
+        let section = s3
+            .config_section(env.root(), "")
+            .replace(&s3.endpoint, &format!("http://127.0.0.1:{}", proxy.port))
+            .replace("retry_deadline_secs = 4", "retry_deadline_secs = 30");
+        s3_only(&env, &s3, "");
+        // s3_only wrote the direct endpoint: point it at the proxy instead.
+        let text = std::fs::read_to_string(&env.config_path).unwrap();
+        let start = text.find("[s3]").unwrap();
+        let end = text[start..]
+            .find("\n[encryption]")
+            .map(|e| start + e)
+            .unwrap();
+        std::fs::write(
+            &env.config_path,
+            format!("{}{}{}", &text[..start], section, &text[end..]),
+        )
+        .unwrap();
+    };
+
+    // 503 SlowDown and 500: retried with backoff, then the backup succeeds.
+    for (status, code) in [
+        (503, "SlowDown"),
+        (500, "InternalError"),
+        (429, "TooManyRequests"),
+    ] {
+        let proxy = crate::support::s3::FaultyProxy::start(port, 3, status, code);
+        through(&proxy);
+        let r = env.run(&["--json", "backup", "--kind", "config", "--no-retention"]);
+        assert_eq!(r.code(), 0, "{status}: {}", r.stderr());
+        assert_eq!(
+            proxy.faults_left(),
+            0,
+            "{status}: all three faults were met"
+        );
+        assert!(r.stderr().contains("retrying"), "{status}: {}", r.stderr());
+    }
+
+    // Permanent: a missing bucket, a skewed clock, a wrong access key: fail at once, naming what to check.
+    for (status, code, says) in [
+        (404, "NoSuchBucket", "s3.bucket"),
+        (403, "RequestTimeTooSkewed", "NTP"),
+        (403, "InvalidAccessKeyId", "s3.access_key_id"),
+    ] {
+        let proxy = crate::support::s3::FaultyProxy::start(port, 1000, status, code);
+        through(&proxy);
+        let started = Instant::now();
+        let r = env.run(&["backup", "--kind", "config", "--no-retention"]);
+        assert!(matches!(r.code(), 2 | 3), "{code}: {}", r.stderr());
+        assert!(r.stderr().contains(says), "{code}: {}", r.stderr());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{code}: not retried for the 30 s deadline ({:?})",
+            started.elapsed()
+        );
+        assert!(
+            proxy.answered.load(std::sync::atomic::Ordering::SeqCst) <= 3,
+            "{code}: asked {} times",
+            proxy.answered.load(std::sync::atomic::Ordering::SeqCst)
+        );
+    }
+}

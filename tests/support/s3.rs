@@ -204,3 +204,83 @@ impl Drop for S3Server {
         self.kill();
     }
 }
+
+/// A TCP proxy in front of an S3 server that answers the first requests itself
+/// with a canned HTTP error (one per connection, then closes it), and forwards
+/// everything after that: transient failures the client must retry, or a
+/// permanent one it must not.
+pub struct FaultyProxy {
+    pub port: u16,
+    faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyProxy {
+    /// `faults` requests get `status` with an S3 XML error `code`; the rest go to `upstream_port`.
+    pub fn start(upstream_port: u16, faults: usize, status: u16, code: &str) -> FaultyProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let left = std::sync::Arc::new(AtomicUsize::new(faults));
+        let answered = std::sync::Arc::new(AtomicUsize::new(0));
+        let (l, a) = (left.clone(), answered.clone());
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let fault = l
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if fault {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    // Read the request head, answer, close (the client must not reuse it).
+                    let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FaultyProxy {
+            port,
+            faults: left,
+            answered,
+        }
+    }
+
+    /// Requests still to be answered with the fault.
+    pub fn faults_left(&self) -> usize {
+        self.faults.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl S3Server {
+    /// The port of a server this test started (for a proxy in front of it).
+    pub fn local_port(&self) -> Option<u16> {
+        self.root.as_ref().map(|_| self.port)
+    }
+}
