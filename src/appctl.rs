@@ -38,6 +38,11 @@ impl AppControl {
         format!("the application ({})", self.service.describe())
     }
 
+    /// The shell command that starts it by hand (for recovery instructions).
+    pub fn start_hint(&self) -> String {
+        self.service.start_hint()
+    }
+
     pub fn health_url(&self) -> &str {
         &self.health_url
     }

@@ -63,6 +63,23 @@ impl PgCluster {
         }
     }
 
+    /// The shell commands an operator runs to start / stop the server by hand.
+    pub fn start_hint(&self) -> String {
+        self.service.start_hint()
+    }
+
+    pub fn stop_hint(&self) -> String {
+        self.service.stop_hint().unwrap_or_default()
+    }
+
+    /// Whether the server is known to be stopped (systemd, or postmaster.pid and its PID).
+    pub fn is_stopped(&self) -> bool {
+        matches!(
+            self.service.state(),
+            crate::service::ServiceState::Stopped(_)
+        )
+    }
+
     /// Stops the server and waits (deadline postgres.start_timeout_secs) until it has.
     pub fn stop(&self) -> Result<()> {
         self.service.stop().map(|_| ())

@@ -157,6 +157,22 @@ impl Service {
         }
     }
 
+    /// The shell command an operator runs to start it by hand (for recovery instructions).
+    pub fn start_hint(&self) -> String {
+        match &self.control {
+            Control::Systemd { unit } => format!("systemctl start {unit}"),
+            Control::Commands { start, .. } => start.clone(),
+        }
+    }
+
+    /// The shell command an operator runs to stop it by hand; `None` when none is configured.
+    pub fn stop_hint(&self) -> Option<String> {
+        match &self.control {
+            Control::Systemd { unit } => Some(format!("systemctl stop {unit}")),
+            Control::Commands { stop, .. } => (!stop.trim().is_empty()).then(|| stop.clone()),
+        }
+    }
+
     fn sh(&self, script: &str) -> Command {
         let mut c = Command::new("sh");
         c.arg("-c").arg(script);

@@ -192,8 +192,10 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
         Some(base) => {
             ctx.confirm(&format!("Corruption found. Replace {} with base backup {} replayed to the end of the archive?", cluster.data_dir.display(), base.id))?;
             let recovery = Recovery::plan(ctx, &cluster, base, Target::End, TargetAction::Promote)?;
+            recovery.check(ctx, repo.as_ref())?;
             let app_stopped = stop_app(&app)?;
-            let outcome = recovery.execute(ctx, repo.as_ref(), &cluster)?;
+            let note = app_note(&app, app_stopped, "db-recover");
+            let outcome = recovery.execute(ctx, repo.as_ref(), &cluster, &note)?;
             let health = start_app(&app, app_stopped)?;
             let text = format!(
                 "corruption found ({}); recovered from base backup {} and the archived WAL; damaged data directory kept at {}",
@@ -252,6 +254,31 @@ pub(crate) fn stop_app(app: &Option<AppControl>) -> Result<bool> {
     }
 }
 
+/// What became of the application, for a failure message after it may have been stopped.
+pub(crate) fn app_note(app: &Option<AppControl>, stopped: bool, command: &str) -> String {
+    match app {
+        None => format!(
+            "The application is not managed on this host (no app.start_command, no systemd): {command} neither stopped nor started it."
+        ),
+        Some(a) if stopped => format!(
+            "{} was stopped by {command} and is still stopped; start it once PostgreSQL is back: {}",
+            capitalize(&a.describe()),
+            a.start_hint()
+        ),
+        Some(a) => format!(
+            "{} was not running before {command}, which did not start it.",
+            capitalize(&a.describe())
+        ),
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 /// Starts the application again (when managed) and waits for its health
 /// endpoint; the JSON for the report. Not healthy in time: an error (exit 2).
 pub(crate) fn start_app(app: &Option<AppControl>, was_stopped: bool) -> Result<serde_json::Value> {
@@ -269,4 +296,26 @@ pub(crate) fn start_app(app: &Option<AppControl>, was_stopped: bool) -> Result<s
         )
     })?;
     Ok(json!({"healthy": true, "url": a.health_url(), "seconds": w.elapsed.as_secs_f64()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_application_note_says_what_became_of_it() {
+        assert!(app_note(&None, false, "pitr").contains("pitr neither stopped nor started it"));
+        let app = AppControl::from_config(&crate::config::AppConfig {
+            start_command: Some("app-start --now".into()),
+            ..Default::default()
+        });
+        let text = app_note(&app, true, "pitr");
+        assert!(
+            text.starts_with("The application (configured commands)")
+                && text.contains("stopped by pitr and is still stopped")
+                && text.ends_with(": app-start --now"),
+            "{text}"
+        );
+        assert!(app_note(&app, false, "db-recover").contains("was not running before db-recover"));
+    }
 }

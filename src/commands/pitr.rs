@@ -169,6 +169,28 @@ fn target_of(args: &PitrArgs) -> Result<Target> {
     })
 }
 
+/// Refuses a target time later than `now` (this host's clock): no archived WAL
+/// can reach it, so PostgreSQL would replay to the end of the archive and then
+/// stop with FATAL "recovery ended before configured recovery target was
+/// reached", after the data directory had been replaced. Checked before
+/// anything is stopped, in --dry-run too.
+fn refuse_future_target(target: &Target, now: DateTime<Utc>) -> Result<()> {
+    if let Target::Time(t) = target {
+        if *t > now {
+            return Err(could_not_start(format!(
+                "--target-time {} is in the future (this host's clock says {}): recovery cannot reach it, \
+                 PostgreSQL would stop at the end of the archived WAL and leave the server down. \
+                 Nothing was stopped or changed. Give a time in the past (check the year and the zone offset), \
+                 or --immediate to stop as soon as the base backup is consistent \
+                 (--target-lsn, --target-xid and --target-name name other targets)",
+                t.to_rfc3339(),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -260,6 +282,7 @@ fn choose_base<'e>(
 pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
     let cfg = ctx.config();
     let target = target_of(&args)?;
+    refuse_future_target(&target, Utc::now())?;
     let cluster = PgCluster::from_config(&cfg.postgres)?;
     let repo = repo::for_reading(cfg, ctx.global.from)?;
     let (entries, _) = repo.list()?;
@@ -287,6 +310,13 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
             ));
         }
     }
+    plan.insert(
+        0,
+        format!(
+            "check base backup {} (its stored bytes against the manifest) before anything is stopped",
+            recovery.base.id
+        ),
+    );
     if ctx.global.dry_run {
         let text = plan
             .iter()
@@ -305,8 +335,11 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
         cluster.data_dir.display(),
         recovery.base.id
     ))?;
+    // Everything that can be checked is checked before anything is stopped.
+    recovery.check(ctx, repo.as_ref())?;
     let app_stopped = super::db_recover::stop_app(&app)?;
-    let outcome = recovery.execute(ctx, repo.as_ref(), &cluster)?;
+    let note = super::db_recover::app_note(&app, app_stopped, "pitr");
+    let outcome = recovery.execute(ctx, repo.as_ref(), &cluster, &note)?;
     let health = if args.action == TargetAction::Promote {
         super::db_recover::start_app(&app, app_stopped)?
     } else {
@@ -352,6 +385,8 @@ pub(crate) struct Recovery {
     action: TargetAction,
     settings: String,
     aside: PathBuf,
+    /// When the plan was made (UTC, to the second): names the directories moved aside.
+    stamp: String,
 }
 
 pub(crate) struct RecoveryOutcome {
@@ -381,10 +416,10 @@ impl Recovery {
             ),
         };
         let settings = recovery_settings(&target, action, &restore_command);
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let aside = PathBuf::from(format!(
-            "{}.pre-recovery-{}",
-            cluster.data_dir.display(),
-            Utc::now().format("%Y%m%dT%H%M%SZ")
+            "{}.pre-recovery-{stamp}",
+            cluster.data_dir.display()
         ));
         Ok(Recovery {
             base,
@@ -392,6 +427,7 @@ impl Recovery {
             action,
             settings,
             aside,
+            stamp,
         })
     }
 
@@ -428,66 +464,92 @@ impl Recovery {
         ]
     }
 
-    /// Stops the server, swaps in the base backup with recovery settings, starts, waits, checks.
+    /// Checks the stored base backup (digests) before anything is stopped.
+    pub(crate) fn check(&self, ctx: &Ctx, repo: &dyn crate::repo::Repository) -> Result<()> {
+        let cfg = ctx.config();
+        let crypto = Crypto::for_decrypt(&cfg.encryption)?;
+        let pg = PgTarget::from_config(&cfg.database);
+        log::info!(
+            "checking base backup {} before touching the server",
+            self.base.id
+        );
+        crate::verify::check_before_restore(&self.base, repo, &crypto, &pg)
+    }
+
+    /// Stops the server, swaps in the base backup with recovery settings, starts,
+    /// waits, checks. Call [`Recovery::check`] first. `app_note` says what
+    /// became of the application; every failure message ends with it.
     pub(crate) fn execute(
         &self,
         ctx: &Ctx,
         repo: &dyn crate::repo::Repository,
         cluster: &PgCluster,
+        app_note: &str,
     ) -> Result<RecoveryOutcome> {
         let cfg = ctx.config();
         let crypto = Crypto::for_decrypt(&cfg.encryption)?;
         let pg = PgTarget::from_config(&cfg.database);
-        let base = &self.base;
         let aside = &self.aside;
-        log::info!(
-            "checking base backup {} before touching the server",
-            base.id
-        );
-        crate::verify::check_before_restore(base, repo, &crypto, &pg)?;
         log::info!("stopping PostgreSQL");
-        cluster.stop()?;
-        if cluster.data_dir.exists() {
-            std::fs::rename(&cluster.data_dir, aside)
-                .with_context(|| format!("moving {} aside", cluster.data_dir.display()))?;
+        if let Err(e) = cluster.stop() {
+            bail!(
+                "{e:#}; nothing was moved or restored: the data directory {} is untouched, \
+                 PostgreSQL may or may not be running. {app_note}",
+                cluster.data_dir.display()
+            );
+        }
+        let moved = cluster.data_dir.exists();
+        if moved {
+            if let Err(e) = std::fs::rename(&cluster.data_dir, aside) {
+                let server = match cluster.start() {
+                    Ok(()) => "PostgreSQL was started again on it".to_string(),
+                    Err(se) => format!(
+                        "PostgreSQL is stopped (starting it again failed: {se:#}); start it with: {}",
+                        cluster.start_hint()
+                    ),
+                };
+                bail!(
+                    "moving {} aside to {}: {e}; the data directory is untouched and {server}. {app_note}",
+                    cluster.data_dir.display(),
+                    aside.display()
+                );
+            }
             log::info!("moved the old data directory aside: {}", aside.display());
         }
-        let restored = (|| -> Result<()> {
-            crate::restorer::restore_dir(base, repo, &crypto, &cluster.data_dir, false)?;
-            let auto = cluster.data_dir.join("postgresql.auto.conf");
-            let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
-            conf.push_str(&self.settings);
-            std::fs::write(&auto, conf)?;
-            std::fs::write(cluster.data_dir.join("recovery.signal"), "")?;
-            let _ = std::fs::remove_file(cluster.data_dir.join("postmaster.pid"));
-            cluster.own_data_dir(&cluster.data_dir)
-        })();
-        if let Err(e) = restored {
-            bail!(
-                "{e:#}; the previous data directory is intact at {}",
-                aside.display()
-            );
-        }
-        log::info!("starting PostgreSQL for recovery");
-        if let Err(e) = cluster.start() {
-            bail!(
-                "{e:#}; recovery did not start (see the server log: a corrupted or missing WAL file stops it on purpose). \
-                 The previous data directory is intact at {}",
-                aside.display()
-            );
-        }
-        let last_replayed = wait_for_target(
+        self.restore_and_replay(
+            repo,
+            &crypto,
             &pg,
-            self.action,
-            Duration::from_secs(cfg.postgres.recovery_timeout_secs),
             cluster,
+            cfg.postgres.recovery_timeout_secs,
         )
-        .with_context(|| {
-            format!(
-                "the previous data directory is intact at {}",
-                aside.display()
-            )
-        })?;
+        .map_err(|e| self.failure(e, cluster, moved, app_note))
+    }
+
+    /// After the move aside: restore, write the settings, start, wait for the target, check.
+    fn restore_and_replay(
+        &self,
+        repo: &dyn crate::repo::Repository,
+        crypto: &Crypto,
+        pg: &PgTarget,
+        cluster: &PgCluster,
+        timeout_secs: u64,
+    ) -> Result<RecoveryOutcome> {
+        crate::restorer::restore_dir(&self.base, repo, crypto, &cluster.data_dir, false)
+            .context("restoring the base backup")?;
+        let auto = cluster.data_dir.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+        conf.push_str(&self.settings);
+        std::fs::write(&auto, conf).context("writing the recovery settings")?;
+        std::fs::write(cluster.data_dir.join("recovery.signal"), "")?;
+        let _ = std::fs::remove_file(cluster.data_dir.join("postmaster.pid"));
+        cluster.own_data_dir(&cluster.data_dir)?;
+        log::info!("starting PostgreSQL for recovery");
+        cluster.start().context(
+            "recovery did not start (see the server log: a corrupted or missing WAL file stops it on purpose)",
+        )?;
+        let last_replayed =
+            wait_for_target(pg, self.action, Duration::from_secs(timeout_secs), cluster)?;
         if let (Target::Time(t), Some(replayed)) = (&self.target, last_replayed) {
             if replayed > *t {
                 bail!("the last replayed commit ({replayed}) is after the target ({t}); refusing to call this a success");
@@ -495,8 +557,57 @@ impl Recovery {
         }
         Ok(RecoveryOutcome {
             last_replayed,
-            aside: aside.clone(),
+            aside: self.aside.clone(),
         })
+    }
+
+    /// The error for a recovery that failed after the data directory was moved
+    /// aside: PostgreSQL is left stopped (it may have been up in recovery, or
+    /// promoted past the target), and the message says so, where the previous
+    /// data directory is, and the exact commands that put it back.
+    fn failure(
+        &self,
+        e: anyhow::Error,
+        cluster: &PgCluster,
+        moved: bool,
+        app_note: &str,
+    ) -> anyhow::Error {
+        let server = if cluster.is_stopped() {
+            "PostgreSQL is stopped.".to_string()
+        } else {
+            log::info!("stopping PostgreSQL after the failed recovery");
+            match cluster.stop() {
+                Ok(()) => "PostgreSQL is stopped (it was still up after the failure and has been stopped).".to_string(),
+                Err(se) => format!(
+                    "PostgreSQL could NOT be stopped ({se:#}): stop it before anything else."
+                ),
+            }
+        };
+        let data = cluster.data_dir.display().to_string();
+        if !moved {
+            return anyhow!(
+                "{e:#}\n{server} There was no data directory at {data} before the recovery: nothing to put back.\n{app_note}"
+            );
+        }
+        let mut steps = vec![cluster.stop_hint()];
+        if cluster.data_dir.exists() {
+            steps.push(format!(
+                "mv {} {}",
+                sh_quote(&data),
+                sh_quote(&format!("{data}.failed-recovery-{}", self.stamp))
+            ));
+        }
+        steps.push(format!(
+            "mv {} {}",
+            sh_quote(&self.aside.display().to_string()),
+            sh_quote(&data)
+        ));
+        steps.push(cluster.start_hint());
+        anyhow!(
+            "{e:#}\n{server} The previous data directory is intact at {}. To put it back, run:\n  {}\n{app_note}",
+            self.aside.display(),
+            steps.join("\n  ")
+        )
     }
 }
 
@@ -511,7 +622,9 @@ fn wait_for_target(
     loop {
         if Instant::now() > deadline {
             bail!(
-                "recovery did not reach its target within {}s (postgres.recovery_timeout_secs)",
+                "recovery did not reach its target within {}s (postgres.recovery_timeout_secs); \
+                 it may only need longer: starting PostgreSQL on the restored directory lets it go on \
+                 (recovery.signal and the settings are still there)",
                 timeout.as_secs()
             );
         }
@@ -603,6 +716,90 @@ mod tests {
         assert!(s.contains("recovery_target_name = 'it''s'"));
         assert!(s.contains("recovery_target_action = 'pause'"));
         assert!(s.contains("restore_command = 'x wal-fetch %f %p'"));
+    }
+
+    #[test]
+    fn a_target_time_in_the_future_is_refused_before_anything_happens() {
+        let now = parse_time("2026-12-04 07:00:00Z", None).unwrap();
+        let future = Target::Time(parse_time("2030-01-01 00:00:00Z", None).unwrap());
+        let err = refuse_future_target(&future, now).unwrap_err();
+        assert_eq!(crate::exit::exit_code_for(&err), ExitCode::CouldNotStart);
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("in the future")
+                && text.contains("Nothing was stopped")
+                && text.contains("--immediate"),
+            "{text}"
+        );
+        let past = Target::Time(parse_time("2026-12-04 06:59:59Z", None).unwrap());
+        assert!(refuse_future_target(&past, now).is_ok());
+        assert!(refuse_future_target(&Target::Time(now), now).is_ok());
+        assert!(refuse_future_target(&Target::Immediate, now).is_ok());
+    }
+
+    #[test]
+    fn a_failed_recovery_says_the_server_is_stopped_and_how_to_put_the_old_directory_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data dir");
+        std::fs::create_dir(&data).unwrap();
+        let cluster = PgCluster::from_config(&crate::config::PostgresConfig {
+            data_dir: Some(data.clone()),
+            start_command: Some("pg-start-cmd".into()),
+            stop_command: Some("pg-stop-cmd".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let aside = tmp.path().join("data dir.pre-recovery-20261204T070000Z");
+        let recovery = Recovery {
+            base: RepoEntry {
+                id: "base-1".into(),
+                kind: BackupKind::Base,
+                time: Utc::now(),
+                size: 0,
+                key: String::new(),
+                location: String::new(),
+                manifest: None,
+                legacy: None,
+                verification: None,
+            },
+            target: Target::Immediate,
+            action: TargetAction::Promote,
+            settings: String::new(),
+            aside: aside.clone(),
+            stamp: "20261204T070000Z".into(),
+        };
+        // No postmaster.pid: the server is known to be stopped, nothing is run.
+        let err = recovery.failure(
+            anyhow!("PostgreSQL stopped during recovery"),
+            &cluster,
+            true,
+            "The application was stopped by pitr and is still stopped; start it once PostgreSQL is back: app-start",
+        );
+        let text = format!("{err:#}");
+        let d = data.display().to_string();
+        let a = aside.display().to_string();
+        for want in [
+            "PostgreSQL stopped during recovery\nPostgreSQL is stopped.".to_string(),
+            format!("intact at {a}. To put it back, run:"),
+            format!(
+                "\n  pg-stop-cmd\n  mv '{d}' '{d}.failed-recovery-20261204T070000Z'\n  mv '{a}' '{d}'\n  pg-start-cmd\n"
+            ),
+            "still stopped; start it once PostgreSQL is back: app-start".to_string(),
+        ] {
+            assert!(text.contains(&want), "{want:?} not in:\n{text}");
+        }
+        // Nothing restored (the restore failed before the swap): no "mv" of a missing directory.
+        std::fs::remove_dir(&data).unwrap();
+        let text = format!(
+            "{:#}",
+            recovery.failure(anyhow!("restore failed"), &cluster, true, "")
+        );
+        assert!(
+            text.contains(&format!(
+                "\n  pg-stop-cmd\n  mv '{a}' '{d}'\n  pg-start-cmd"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -162,6 +162,10 @@ fn chown_postgres(path: &Path) {
 }
 
 fn initdb(dir: &Path) {
+    initdb_with(dir, &[]);
+}
+
+fn initdb_with(dir: &Path, extra: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
     chown_postgres(dir);
     let out = as_postgres(&format!("{PGBIN}/initdb"))
@@ -177,6 +181,7 @@ fn initdb(dir: &Path) {
             "--locale=C.UTF-8",
             "-N",
         ])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -184,6 +189,63 @@ fn initdb(dir: &Path) {
         "initdb: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A cluster of its own (initdb with `initdb_args`), archiving into the test's
+/// repository, with `[postgres]` set so `pitr` and `db-recover` stop and start
+/// it through pg_ctl, and `[database]` pointing at it.
+fn recoverable_cluster(env: &TestEnv, initdb_args: &[&str]) -> (PathBuf, ArchivingCluster) {
+    let root = env.root().to_path_buf();
+    let data = root.join("pg/data");
+    initdb_with(&data, initdb_args);
+    env.write_config("[retention]\nenabled = false\n");
+    for d in ["log", "run", "backups/wal"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    chown_postgres(&root);
+    let pg = ArchivingCluster::start(env, &data);
+    let (start_cmd, stop_cmd) = pg.control_commands();
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        &format!("port = {}", cluster().port),
+        &format!("port = {}", pg.port),
+    );
+    std::fs::write(
+        &env.config_path,
+        format!(
+            "{text}\n[postgres]\ndata_dir = \"{}\"\nstart_command = \"{}\"\nstop_command = \"{}\"\nrecovery_timeout_secs = 60\n",
+            data.display(),
+            start_cmd.replace('"', "\\\""),
+            stop_cmd.replace('"', "\\\"")
+        ),
+    )
+    .unwrap();
+    chown_postgres(&root);
+    (data, pg)
+}
+
+/// Waits until `name` (e.g. a promotion's `00000002.history`) is archived in the local repository.
+fn wait_archived(env: &TestEnv, name: &str) {
+    let manifest = env.repo().join(format!("wal/{name}.manifest.json"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !manifest.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{name} not archived: {:?}",
+            archived_wal(env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The commands a failed recovery's message lists under "To put it back, run:".
+fn put_back_commands(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .skip_while(|l| !l.contains("To put it back, run:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_string())
+        .collect()
 }
 
 #[test]
@@ -543,6 +605,40 @@ fn pitr_from_an_s3_only_repository() {
         "took {:?} (recovery_timeout_secs is 60)",
         started.elapsed()
     );
+    // The message says the server is down, what became of the application, and
+    // how to put the previous data directory back; those commands work as printed.
+    let err = r.stderr();
+    assert!(
+        err.contains("PostgreSQL is stopped.")
+            && err.contains("The application is not managed on this host")
+            && err.contains("pitr neither stopped nor started it"),
+        "{err}"
+    );
+    let commands = put_back_commands(&err);
+    assert_eq!(commands.len(), 4, "stop, mv, mv, start: {err}");
+    assert!(
+        commands[1].starts_with(&format!(
+            "mv {} {}.failed-recovery-",
+            data.display(),
+            data.display()
+        )),
+        "{commands:?}"
+    );
+    assert!(
+        commands[2].starts_with("mv ") && commands[2].ends_with(&format!(" {}", data.display())),
+        "{commands:?}"
+    );
+    for c in &commands {
+        let out = Command::new("sh").arg("-c").arg(c).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{c}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Back as it was before the failed run: the promoted server with row 51.
+    assert_eq!(pg.psql("SELECT max(id) FROM events"), "51");
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
 }
 
 #[test]
@@ -672,6 +768,198 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
             .join("PG_VERSION")
             .exists()
     );
+}
+
+#[test]
+fn pitr_refuses_unreachable_targets_untouched_then_recovers_to_a_name_an_lsn_and_an_xid() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::empty("pitr_targets");
+    let (data, pg) = recoverable_cluster(&env, &[]);
+    let now_sql =
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'";
+    pg.psql("CREATE TABLE events (id int PRIMARY KEY)");
+    pg.psql("INSERT INTO events SELECT generate_series(1, 10)");
+    let before_base = pg.psql(now_sql);
+    let (base_id, _) = env.backup("base");
+    let base_start = {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(env.repo().join(format!("base/{base_id}.manifest.json"))).unwrap(),
+        )
+        .unwrap();
+        m["base"]["start_lsn"].as_str().unwrap().to_string()
+    };
+
+    // Unreachable targets, real runs (not --dry-run): refused before anything is stopped.
+    std::fs::write(data.join("tuneton-test-marker"), "still here").unwrap();
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let (data_ino, version_ino) = (ino(&data), ino(&data.join("PG_VERSION")));
+    let postmaster = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+    // A mistyped year, as in the bug report; computed from the clock so it stays in the future.
+    let future = pg.psql(
+        "SELECT to_char((now() + interval '3 years') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || 'Z'",
+    );
+    let refusals: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["--yes", "pitr", "--target-time", &before_base],
+            "no base backup ended before",
+        ),
+        (
+            vec![
+                "--yes",
+                "pitr",
+                "--target-time",
+                &before_base,
+                "--base",
+                &base_id,
+            ],
+            "a base backup cannot be rewound",
+        ),
+        (
+            vec!["--yes", "pitr", "--target-lsn", &base_start],
+            "no base backup ends at or before",
+        ),
+        (
+            vec!["--yes", "pitr", "--target-time", &future],
+            "is in the future",
+        ),
+        (
+            vec!["--dry-run", "pitr", "--target-time", &future],
+            "is in the future",
+        ),
+    ];
+    for (argv, why) in refusals {
+        let r = env.run(&argv);
+        assert_eq!(r.code(), 3, "{argv:?}: {}{}", r.stdout(), r.stderr());
+        assert!(r.stderr().contains(why), "{argv:?}: {}", r.stderr());
+        if why.contains("future") {
+            assert!(
+                r.stderr().contains("Nothing was stopped") && r.stderr().contains("--immediate"),
+                "{}",
+                r.stderr()
+            );
+        }
+    }
+    assert_eq!(
+        (ino(&data), ino(&data.join("PG_VERSION"))),
+        (data_ino, version_ino)
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("tuneton-test-marker")).unwrap(),
+        "still here"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("postmaster.pid")).unwrap(),
+        postmaster,
+        "the same server process, never restarted"
+    );
+    let asides: Vec<_> = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("recovery"))
+        .collect();
+    assert!(asides.is_empty(), "nothing moved aside: {asides:?}");
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+    pg.psql("INSERT INTO events VALUES (11)");
+
+    // --target-name: everything up to the restore point, nothing after it.
+    pg.psql("SELECT pg_create_restore_point('before_x')");
+    pg.psql("INSERT INTO events VALUES (12)");
+    pg.switch_and_wait();
+    let r = env.run(&["--yes", "--json", "pitr", "--target-name", "before_x"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["base"], base_id.as_str());
+    let ids = || pg.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM events WHERE id > 10");
+    assert_eq!(ids(), "11");
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), "11");
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+
+    // --target-lsn, on the timeline that promotion started (the same base
+    // backup; recovery follows the newest timeline through its history file).
+    pg.psql("INSERT INTO events VALUES (13)");
+    let lsn = pg.psql("SELECT pg_current_wal_lsn()");
+    pg.psql("INSERT INTO events VALUES (14)");
+    wait_archived(&env, "00000002.history");
+    pg.switch_and_wait();
+    let r = env.run(&["--yes", "pitr", "--target-lsn", &lsn]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(
+        ids(),
+        "11,13",
+        "row 12 (other timeline) and 14 (after the LSN) absent"
+    );
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+
+    // --target-xid (inclusive: that transaction's own row is there), timeline 3.
+    let xid = pg.psql("INSERT INTO events VALUES (15) RETURNING txid_current()");
+    pg.psql("INSERT INTO events VALUES (16)");
+    wait_archived(&env, "00000003.history");
+    pg.switch_and_wait();
+    let r = env.run(&["--yes", "pitr", "--target-xid", &xid]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(ids(), "11,13,15");
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+    pg.psql("INSERT INTO events VALUES (17)");
+}
+
+#[test]
+fn db_recover_without_a_base_backup_restores_the_newest_verified_dump() {
+    let env = TestEnv::empty("db_recover_dump");
+    let (data, pg) = recoverable_cluster(&env, &["--data-checksums"]);
+    // The configured database lives on this cluster.
+    pg.psql(&format!("CREATE DATABASE {}", env.db));
+    let q = |sql: &str| psql_at(pg.port, &env.db, sql);
+    q("CREATE TABLE ledger (id int PRIMARY KEY, amount numeric)");
+    q("INSERT INTO ledger SELECT g, g * 1.5 FROM generate_series(1, 5000) g");
+    let (verified, _) = env.backup("db");
+    let r = env.run(&["verify-backup", &verified]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    // A newer dump that was never verified is passed over.
+    q("INSERT INTO ledger SELECT g, g * 1.5 FROM generate_series(5001, 6000) g");
+    let (unverified, _) = env.backup("db");
+    assert_ne!(unverified, verified);
+
+    // Damage one page of the table on disk (as in the base-backup test).
+    let rel = q("SELECT pg_relation_filepath('ledger')");
+    pg.psql("CHECKPOINT");
+    pg.stop();
+    let file = data.join(rel);
+    let mut bytes = std::fs::read(&file).unwrap();
+    for b in &mut bytes[8192 + 4000..8192 + 4016] {
+        *b ^= 0xFF;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let (start_cmd, _) = pg.control_commands();
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(&start_cmd)
+        .status()
+        .unwrap()
+        .success());
+
+    let r = env.run(&["--yes", "--json", "db-recover"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["corruption"], true);
+    assert!(
+        doc["findings"].to_string().contains("pg_checksums"),
+        "{doc}"
+    );
+    assert_eq!(doc["recovered_from"], verified.as_str(), "{doc}");
+    assert!(
+        doc.get("previous_data_dir").is_none(),
+        "no base backup was used: {doc}"
+    );
+    // Exactly the verified dump's rows.
+    assert_eq!(
+        q("SELECT count(*), sum(amount) FROM ledger"),
+        "5000|18753750.0"
+    );
+    assert_eq!(pg.psql("SELECT pg_is_in_recovery()"), "f");
+    // The damaged file went with the old table: the next check is clean.
+    let r = env.run(&["--json", "db-recover", "--check-only"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["corruption"], false);
+    assert_eq!(q("SELECT count(*) FROM ledger"), "5000");
 }
 
 #[test]
