@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+echo "== building tuneton-ops (release; a few minutes the first time)" >&2
 cargo build --release --quiet
 BIN="$PWD/target/release/tuneton-ops"
 PGBIN=/usr/lib/postgresql/15/bin

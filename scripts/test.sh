@@ -4,7 +4,7 @@
 # gzip, tar; the harness starts and stops its own cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
