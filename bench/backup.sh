@@ -105,10 +105,10 @@ record() { # size op  -> appends this run's measurement
 OLD_BACKUP='pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" | gzip | gpg --batch --yes --pinentry-mode loopback --passphrase-file "$PASS" --symmetric --cipher-algo AES256 -o "$OLDF"'
 OLD_VERIFY='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$OLDF" | gunzip | tail -c 100 > /dev/null'
 OLD_RESTORE='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$OLDF" | gunzip | psql -X -q -v ON_ERROR_STOP=1 -h "$H" -p "$PORT" -U postgres -d r2'
-# The same design as tuneton-ops (custom format, zstd -3, gpg without its own compression) with the stock
+# The same design as tuneton-ops (custom format, zstd -1 (our default level), gpg without its own compression) with the stock
 # CLI tools: the floor of that design on this machine, so the figures show what our implementation adds.
 # (--s2k-count as in our private GnuPG home, see src/crypto.rs.)
-CLI_BACKUP='pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" -Fc -Z0 | zstd -3 -q | gpg --batch --yes --pinentry-mode loopback --passphrase-file "$PASS" -z 0 --s2k-count 65011712 --symmetric --cipher-algo AES256 -o "$CLIF"'
+CLI_BACKUP='pg_dump -h "$H" -p "$PORT" -U postgres -d "$DB" -Fc -Z0 | zstd -1 -q | gpg --batch --yes --pinentry-mode loopback --passphrase-file "$PASS" -z 0 --s2k-count 65011712 --symmetric --cipher-algo AES256 -o "$CLIF"'
 CLI_VERIFY='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$CLIF" | zstd -d -q | tee -p >(pg_restore --list > /dev/null) | sha256sum > /dev/null'
 CLI_RESTORE='gpg --batch --pinentry-mode loopback --passphrase-file "$PASS" --decrypt "$CLIF" | zstd -d -q | pg_restore --single-transaction -h "$H" -p "$PORT" -U postgres -d r4'
 export H PORT PASS GNUPGHOME="$GH"
@@ -152,7 +152,7 @@ for S in "${SIZES[@]}"; do
     R[$S,oldsize]=$(stat -c %s "$OLDF" 2>/dev/null || echo 0)
 
     rm -f "$CLIF"
-    measure "[$S MB] CLI pg_dump -Fc -Z0 | zstd -3 | gpg -z 0 ($i/$REPEAT)" /dev/null bash -o pipefail -c "$CLI_BACKUP"
+    measure "[$S MB] CLI pg_dump -Fc -Z0 | zstd -1 | gpg -z 0 ($i/$REPEAT)" /dev/null bash -o pipefail -c "$CLI_BACKUP"
     record "$S" clibackup
   done
 
@@ -216,7 +216,7 @@ declare -A NAME=(
   [dump]='`pg_dump -Fc -Z0 > /dev/null` (reference)'
   [oldbackup]='old: `pg_dump | gzip | gpg --symmetric AES256`'
   [backup]='`tuneton-ops backup --kind db --no-retention`'
-  [clibackup]='same design with CLI tools: `pg_dump -Fc -Z0 | zstd -3 | gpg -z 0 --symmetric` (reference)'
+  [clibackup]='same design with CLI tools: `pg_dump -Fc -Z0 | zstd -1 | gpg -z 0 --symmetric` (reference)'
   [cliverify]='CLI: `gpg --decrypt | zstd -d | tee >(pg_restore --list) | sha256sum` (reference)'
   [clirestore]='CLI: `gpg --decrypt | zstd -d | pg_restore --single-transaction` (reference)'
   [oldverify]='old: `gpg --decrypt | gunzip | tail -c 100`'

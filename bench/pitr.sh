@@ -111,6 +111,7 @@ name = "tuneton"
 
 [repository]
 path = "$W/tn/repo"
+compression_level = 3   # as pgBackRest below
 
 [retention]
 enabled = false

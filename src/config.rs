@@ -143,7 +143,7 @@ pub struct RepositoryConfig {
     pub local: bool,
     pub path: PathBuf,
     pub compression: Compression,
-    /// zstd 1..=19 (default 3), gzip 1..=9 (default 6).
+    /// zstd 1..=19 (default 1), gzip 1..=9 (default 6).
     pub compression_level: Option<i32>,
     /// zstd worker threads beside the pipeline's compression thread; 0 = compress
     /// on that thread (least memory, ~12 MiB; about 15-30 % slower on 2 busy cores).
