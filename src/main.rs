@@ -31,6 +31,15 @@ mod verify;
 use clap::Parser;
 
 fn main() {
+    // Buffers of 256 KiB and more (S3 parts and ranges, pipeline buffers) come from
+    // mmap and go back to the system when freed. glibc otherwise raises this
+    // threshold after the first such free and serves them from per-thread arenas,
+    // where the S3 request threads left freed megabytes behind: peak RSS grew with
+    // the object's size (42 -> 52 MiB verifying 100 -> 400 MB from S3).
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => std::process::exit(usage_error(e)),

@@ -13,7 +13,6 @@
 //! setting to check.
 
 use std::io::{self, Read, Write};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -38,7 +37,7 @@ const MIB: usize = 1024 * 1024;
 const PARTS_PER_SIZE_STEP: u32 = 1000;
 const MAX_PART: usize = 5 * 1024 * MIB;
 /// Objects are read in ranges of this size (one request each, see `stream`).
-const GET_RANGE: u64 = 8 * MIB as u64;
+const GET_RANGE: u64 = 4 * MIB as u64;
 
 #[derive(Clone)]
 pub struct S3Repo {
@@ -279,39 +278,49 @@ impl S3Repo {
     /// request with its own `s3.request_timeout_secs` and retries (`call`): the HTTP
     /// client's timeout covers the whole response body, so a single GET of a large
     /// object read at restore speed would be cut off however healthy the store is.
-    fn stream(&self, key: &str) -> ThreadReader {
-        let (reader, mut writer) = io::pipe().expect("pipe");
+    /// The next range is fetched while the reader consumes the current one; memory
+    /// stays at a few ranges whatever the object's size.
+    fn stream(&self, key: &str) -> RangeReader {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
         let repo = self.clone();
         let key = key.to_string();
-        let handle = std::thread::spawn(move || -> Result<()> {
-            let url = repo.url(&key);
-            let (size, _) = repo
-                .head(&key)?
-                .ok_or_else(|| anyhow!("{url} does not exist"))?;
-            for (start, end) in byte_ranges(size, GET_RANGE) {
-                let full = repo.full_key(&key);
-                let data = repo
-                    .call(&format!("GET {url} (bytes {start}-{end})"), move |b| {
-                        b.get_object_range(&full, start, Some(end))
-                    })?
-                    .ok_or_else(|| anyhow!("{url} disappeared while being read"))?;
-                let bytes = data.bytes();
-                if bytes.len() as u64 != end - start + 1 {
-                    bail!(
-                        "GET {url}: asked for bytes {start}-{end}, got {} bytes (the object changed while being read?)",
-                        bytes.len()
-                    );
+        std::thread::spawn(move || {
+            let fetch = || -> Result<()> {
+                let url = repo.url(&key);
+                let (size, _) = repo
+                    .head(&key)?
+                    .ok_or_else(|| anyhow!("{url} does not exist"))?;
+                for (start, end) in byte_ranges(size, GET_RANGE) {
+                    let full = repo.full_key(&key);
+                    let data = repo
+                        .call(&format!("GET {url} (bytes {start}-{end})"), move |b| {
+                            b.get_object_range(&full, start, Some(end))
+                        })?
+                        .ok_or_else(|| anyhow!("{url} disappeared while being read"))?;
+                    let bytes = data.into_bytes();
+                    if bytes.len() as u64 != end - start + 1 {
+                        bail!(
+                            "GET {url}: asked for bytes {start}-{end}, got {} bytes (the object changed while being read?)",
+                            bytes.len()
+                        );
+                    }
+                    if tx.send(Chunk::Data(Box::new(bytes))).is_err() {
+                        return Ok(()); // the reader stopped reading
+                    }
                 }
-                if writer.write_all(bytes).is_err() {
-                    // The reader stopped reading (its own error is what gets reported).
-                    return Ok(());
-                }
-            }
-            Ok(())
+                Ok(())
+            };
+            let last = match fetch() {
+                Ok(()) => Chunk::End,
+                Err(e) => Chunk::Failed(format!("{e:#}")),
+            };
+            let _ = tx.send(last);
         });
-        ThreadReader {
-            reader,
-            handle: Some(handle),
+        RangeReader {
+            rx,
+            current: Box::new(Vec::new()),
+            pos: 0,
+            ended: false,
         }
     }
 
@@ -758,24 +767,39 @@ impl UploadJournal {
     }
 }
 
-/// A pipe reader whose producer thread's error surfaces at the end of the stream.
-struct ThreadReader {
-    reader: io::PipeReader,
-    handle: Option<JoinHandle<Result<()>>>,
+/// What the download thread hands the reader.
+enum Chunk {
+    Data(Box<dyn AsRef<[u8]> + Send>),
+    End,
+    Failed(String),
 }
 
-impl Read for ThreadReader {
+/// Reads the chunks a download thread fetches; its error surfaces as a read error,
+/// and a thread that vanished without saying `End` is an error, never a short object.
+struct RangeReader {
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    current: Box<dyn AsRef<[u8]> + Send>,
+    pos: usize,
+    ended: bool,
+}
+
+impl Read for RangeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.reader.read(buf)?;
-        if n == 0 {
-            if let Some(h) = self.handle.take() {
-                match h.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(io::Error::other(format!("{e:#}"))),
-                    Err(_) => return Err(io::Error::other("S3 download thread panicked")),
-                }
+        while self.pos == self.current.as_ref().as_ref().len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Chunk::Data(v)) => (self.current, self.pos) = (v, 0),
+                Ok(Chunk::End) => self.ended = true,
+                Ok(Chunk::Failed(e)) => return Err(io::Error::other(e)),
+                Err(_) => return Err(io::Error::other("the S3 download thread stopped")),
             }
         }
+        let current = self.current.as_ref().as_ref();
+        let n = buf.len().min(current.len() - self.pos);
+        buf[..n].copy_from_slice(&current[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
