@@ -123,6 +123,19 @@ impl Command {
     /// them). Commands that never touch backups list theirs, so a host without
     /// a backup passphrase can still run them.
     pub fn config_sections(&self) -> Option<&'static [&'static str]> {
+        /// What the backup and recovery commands read; "app" (last) only the recoveries.
+        const BACKUP_SECTIONS: [&str; 10] = [
+            "paths",
+            "database",
+            "repository",
+            "encryption",
+            "retention",
+            "verify",
+            "s3",
+            "postgres",
+            "alerts",
+            "app",
+        ];
         match self {
             Command::RotateLogs(_) => Some(&["paths", "logs"]),
             // Alert settings matter only when alerting: a plain check runs whatever they say.
@@ -141,29 +154,11 @@ impl Command {
             | Command::VerifyBackup(_)
             | Command::Restore(_)
             | Command::WalPush(_)
-            | Command::WalFetch(_) => Some(&[
-                "paths",
-                "database",
-                "repository",
-                "encryption",
-                "retention",
-                "verify",
-                "s3",
-                "postgres",
-                "alerts",
-            ]),
-            Command::Pitr(_) | Command::DbRecover(_) | Command::DisasterRecover(_) => Some(&[
-                "paths",
-                "database",
-                "repository",
-                "encryption",
-                "retention",
-                "verify",
-                "s3",
-                "postgres",
-                "alerts",
-                "app",
-            ]),
+            | Command::WalFetch(_) => Some(&BACKUP_SECTIONS[..BACKUP_SECTIONS.len() - 1]),
+            // Recoveries also stop and start the application.
+            Command::Pitr(_) | Command::DbRecover(_) | Command::DisasterRecover(_) => {
+                Some(&BACKUP_SECTIONS)
+            }
             _ => None,
         }
     }

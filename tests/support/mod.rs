@@ -67,59 +67,58 @@ pub fn cluster() -> &'static Cluster {
             .tempdir_in("/tmp")
             .unwrap()
             .keep();
-        if is_root() {
-            let st = Command::new("chown")
-                .arg("postgres")
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        let port = free_port();
-        let out = as_postgres(&format!("{PGBIN}/initdb"))
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "-N",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
-            .arg("-D")
-            .arg(dir.join("data"))
-            .arg("-l")
-            .arg(dir.join("log"))
-            .args(["-w", "-o"])
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                dir.display()
-            ))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let port = init_and_start(&dir, "-c max_connections=200");
         // SAFETY: registering a plain extern "C" fn to run at process exit.
         unsafe {
             libc::atexit(stop_cluster);
         }
         Cluster { dir, port }
     })
+}
+
+/// initdb in `dir/data` (as postgres when we are root) and start it on a free
+/// port, socket in `dir`, log in `dir/log`; returns the port.
+fn init_and_start(dir: &Path, options: &str) -> u16 {
+    if is_root() {
+        assert!(Command::new("chown")
+            .arg("postgres")
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let port = free_port();
+    let out = as_postgres(&format!("{PGBIN}/initdb"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-U", "postgres", "--auth-local=trust", "--auth-host=trust"])
+        .args(["-E", "UTF8", "--locale=C.UTF-8", "-N"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("log"))
+        .args(["-w", "-o"])
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {options}",
+            dir.display()
+        ))
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_ctl start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    port
 }
 
 /// The child of `parent` running `comm`, if any (from /proc).
@@ -169,45 +168,7 @@ impl TempCluster {
             .prefix("tnpg2")
             .tempdir_in("/tmp")
             .unwrap();
-        if is_root() {
-            assert!(Command::new("chown")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success());
-        }
-        let port = free_port();
-        let out = as_postgres(&format!("{PGBIN}/initdb"))
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=trust"])
-            .args(["-E", "UTF8", "--locale=C.UTF-8", "-N"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = as_postgres(&format!("{PGBIN}/pg_ctl"))
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .args(["-w", "-o"])
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                dir.path().display()
-            ))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let port = init_and_start(dir.path(), "");
         TempCluster { dir, port }
     }
 
