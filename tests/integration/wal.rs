@@ -150,6 +150,26 @@ impl Drop for ArchivingCluster {
     }
 }
 
+/// Flips 16 bytes in the second page of the relation file `rel` (under `data`; the
+/// server stopped after a checkpoint), then starts the server again.
+fn damage_a_page_and_restart(pg: &ArchivingCluster, data: &Path, rel: &str) {
+    pg.psql("CHECKPOINT");
+    pg.stop();
+    let file = data.join(rel);
+    let mut bytes = std::fs::read(&file).unwrap();
+    for b in &mut bytes[8192 + 4000..8192 + 4016] {
+        *b ^= 0xFF;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let (start_cmd, _) = pg.control_commands();
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(&start_cmd)
+        .status()
+        .unwrap()
+        .success());
+}
+
 fn chown_postgres(path: &Path) {
     if is_root() {
         let st = Command::new("chown")
@@ -715,21 +735,7 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
 
     // Damage one page of the table on disk.
     let rel = pg.psql("SELECT pg_relation_filepath('ledger')");
-    pg.psql("CHECKPOINT");
-    pg.stop();
-    let file = data.join(rel);
-    let mut bytes = std::fs::read(&file).unwrap();
-    for b in &mut bytes[8192 + 4000..8192 + 4016] {
-        *b ^= 0xFF;
-    }
-    std::fs::write(&file, bytes).unwrap();
-    let (start_cmd, _) = pg.control_commands();
-    assert!(Command::new("sh")
-        .arg("-c")
-        .arg(&start_cmd)
-        .status()
-        .unwrap()
-        .success());
+    damage_a_page_and_restart(&pg, &data, &rel);
 
     let r = env.run(&["--json", "db-recover", "--check-only"]);
     assert_eq!(r.code(), 2, "{}{}", r.stdout(), r.stderr());
@@ -920,21 +926,7 @@ fn db_recover_without_a_base_backup_restores_the_newest_verified_dump() {
 
     // Damage one page of the table on disk (as in the base-backup test).
     let rel = q("SELECT pg_relation_filepath('ledger')");
-    pg.psql("CHECKPOINT");
-    pg.stop();
-    let file = data.join(rel);
-    let mut bytes = std::fs::read(&file).unwrap();
-    for b in &mut bytes[8192 + 4000..8192 + 4016] {
-        *b ^= 0xFF;
-    }
-    std::fs::write(&file, bytes).unwrap();
-    let (start_cmd, _) = pg.control_commands();
-    assert!(Command::new("sh")
-        .arg("-c")
-        .arg(&start_cmd)
-        .status()
-        .unwrap()
-        .success());
+    damage_a_page_and_restart(&pg, &data, &rel);
 
     let r = env.run(&["--yes", "--json", "db-recover"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
