@@ -646,12 +646,21 @@ fn wait_for_target(
                     );
                 }
                 if let Ok(mut c) = pg.connect(&pg.maintenance_db) {
-                    let row = c.query_one(
+                    let row = match c.query_one(
                         "SELECT pg_is_in_recovery(), \
                                 CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE '' END, \
                                 pg_last_xact_replay_timestamp()",
                         &[],
-                    )?;
+                    ) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            // The server going down under the query ("connection closed"):
+                            // the next round sees whether it stopped.
+                            log::debug!("recovery state query: {e}");
+                            std::thread::sleep(Duration::from_millis(250));
+                            continue;
+                        }
+                    };
                     let (in_recovery, pause, last): (bool, String, Option<std::time::SystemTime>) =
                         (row.get(0), row.get(1), row.get(2));
                     let done = match action {
