@@ -56,14 +56,15 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
         log::warn!("{w}");
     }
     let mut text = format!(
-        "{:<40} {:<7} {:<20} {:>10}  {}\n",
-        "ID", "KIND", "TIME (UTC)", "SIZE", "STATE"
+        "{:<40} {:<7} {:<16} {:<20} {:>10}  {}\n",
+        "ID", "KIND", "DATABASE", "TIME (UTC)", "SIZE", "STATE"
     );
     for e in &entries {
         text.push_str(&format!(
-            "{:<40} {:<7} {:<20} {:>10}  {}\n",
+            "{:<40} {:<7} {:<16} {:<20} {:>10}  {}\n",
             e.id,
             e.kind.name(),
+            e.database().unwrap_or("-"),
             e.time.format("%Y-%m-%d %H:%M:%S"),
             human_bytes(e.size),
             e.state()
@@ -79,7 +80,7 @@ fn list(ctx: &Ctx, args: ListArgs) -> Result<ExitCode> {
         .iter()
         .map(|e| {
             json!({
-                "id": e.id, "kind": e.kind, "time": e.time, "size": e.size, "state": e.state(),
+                "id": e.id, "kind": e.kind, "database": e.database(), "time": e.time, "size": e.size, "state": e.state(),
                 "location": e.location, "legacy": e.legacy.is_some(), "verification": e.verification,
                 "tables": e.manifest.as_ref().and_then(|m| m.database.as_ref()).map(|d| d.tables.len()),
             })
@@ -101,16 +102,24 @@ pub fn retention_plan(
     policy: &RetentionConfig,
 ) -> Result<Vec<Decision>> {
     let (entries, _) = repo.list()?;
-    let candidates: Vec<Candidate> = entries
+    // Database backups form one series per database: one database's backups never
+    // push out another's, and each keeps its own newest (verified) backup.
+    let mut series: std::collections::BTreeMap<Option<&str>, Vec<Candidate>> = Default::default();
+    for e in entries
         .iter()
         .filter(|e| e.kind == kind && e.legacy.is_none())
-        .map(|e| Candidate {
+    {
+        series.entry(e.database()).or_default().push(Candidate {
             id: e.id.clone(),
             time: e.time,
             verified: e.is_verified(),
-        })
-        .collect();
-    Ok(plan(&candidates, policy, Utc::now()))
+        });
+    }
+    let now = Utc::now();
+    Ok(series
+        .values()
+        .flat_map(|candidates| plan(candidates, policy, now))
+        .collect())
 }
 
 /// Deletes what the policy does not keep; returns the ids deleted (or that would be, with `dry_run`).

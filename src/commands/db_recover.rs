@@ -208,7 +208,7 @@ pub fn run(ctx: &Ctx, args: DbRecoverArgs) -> Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         None => {
-            let dump = entries.iter().rev().find(|e| e.kind == BackupKind::Db && e.is_verified()).cloned().ok_or_else(|| {
+            let dump = entries.iter().rev().find(|e| e.kind == BackupKind::Db && e.in_series_of(&cfg.database.name) && e.is_verified()).cloned().ok_or_else(|| {
                 anyhow::anyhow!("corruption found ({}) and no verified base backup or database dump to recover from", findings.join("; "))
             })?;
             ctx.confirm(&format!(

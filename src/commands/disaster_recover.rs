@@ -82,31 +82,39 @@ impl Step {
 fn choose(
     entries: &[RepoEntry],
     kind: BackupKind,
+    database: &str,
     allow_unverified: bool,
     location: &str,
 ) -> Result<RepoEntry> {
-    let of_kind = || entries.iter().rev().filter(|e| e.kind == kind);
+    let of_kind = || {
+        entries
+            .iter()
+            .rev()
+            .filter(|e| e.kind == kind && e.in_series_of(database))
+    };
+    let kind_name = if kind == BackupKind::Db {
+        format!("db backup of database {database}")
+    } else {
+        format!("{} backup", kind.name())
+    };
     if let Some(e) = of_kind().find(|e| e.is_verified()) {
         return Ok(e.clone());
     }
     match of_kind().next() {
         Some(e) if allow_unverified => {
             log::warn!(
-                "no verified {} backup in {location}: using the newest unverified one, {}",
-                kind.name(),
+                "no verified {kind_name} in {location}: using the newest unverified one, {}",
                 e.id
             );
             Ok(e.clone())
         }
         Some(e) => Err(could_not_start(format!(
-            "no verified {kind} backup in {location} (the newest, {id}, is {state}); run `tuneton-ops verify-backup {id}` first, or pass --allow-unverified",
-            kind = kind.name(),
+            "no verified {kind_name} in {location} (the newest, {id}, is {state}); run `tuneton-ops verify-backup {id}` first, or pass --allow-unverified",
             id = e.id,
             state = e.state()
         ))),
         None => Err(could_not_start(format!(
-            "no {} backup in {location}; pass --skip-{} to recover without it",
-            kind.name(),
+            "no {kind_name} in {location}; pass --skip-{} to recover without it",
             kind.name()
         ))),
     }
@@ -124,7 +132,13 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
     let mut steps = Vec::new();
     let mut refusals: Vec<String> = Vec::new();
     if !args.skip_db {
-        let e = choose(&entries, BackupKind::Db, args.allow_unverified, &location)?;
+        let e = choose(
+            &entries,
+            BackupKind::Db,
+            &cfg.database.name,
+            args.allow_unverified,
+            &location,
+        )?;
         // A dry run shows the whole plan, refusals included; a real run stops at the first.
         match DbRestorePlan::new(&pg, &cfg.database.name, args.clean) {
             Ok(plan) => steps.push(Step::Db(e, plan)),
@@ -137,7 +151,13 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
         (args.skip_config, BackupKind::Config, &cfg.paths.config_dir),
     ] {
         if !skip {
-            let e = choose(&entries, kind, args.allow_unverified, &location)?;
+            let e = choose(
+                &entries,
+                kind,
+                &cfg.database.name,
+                args.allow_unverified,
+                &location,
+            )?;
             match DirRestorePlan::new(dir, args.clean) {
                 Ok(plan) => steps.push(Step::Dir(e, plan)),
                 Err(err) if ctx.global.dry_run => refusals.push(format!("{}: {err:#}", e.id)),

@@ -342,7 +342,12 @@ impl DirRestorePlan {
 /// The backup to restore: `latest` is the newest of its kind that has not failed a
 /// verification (those passed over are named); a named backup that failed its
 /// last verification is refused.
-fn choose(repo: &dyn Repository, id: &str, kind: Option<BackupKind>) -> Result<RepoEntry> {
+fn choose(
+    repo: &dyn Repository,
+    id: &str,
+    kind: Option<BackupKind>,
+    database: &str,
+) -> Result<RepoEntry> {
     let failed =
         |e: &RepoEntry| e.size_mismatch() || e.verification.as_ref().is_some_and(|v| !v.ok);
     if id != "latest" {
@@ -366,7 +371,10 @@ fn choose(repo: &dyn Repository, id: &str, kind: Option<BackupKind>) -> Result<R
     }
     let kind = kind.unwrap_or(BackupKind::Db);
     let (entries, _) = repo.list()?;
-    let mut newest = entries.into_iter().rev().filter(|e| e.kind == kind);
+    let mut newest = entries
+        .into_iter()
+        .rev()
+        .filter(|e| e.kind == kind && e.in_series_of(database));
     for e in newest.by_ref() {
         if !failed(&e) {
             return Ok(e);
@@ -378,8 +386,13 @@ fn choose(repo: &dyn Repository, id: &str, kind: Option<BackupKind>) -> Result<R
         );
     }
     Err(anyhow::anyhow!(
-        "every {} backup in {} failed its last verification (see `tuneton-ops backups list`)",
+        "no {} backup{} in {} that has not failed verification (see `tuneton-ops backups list`)",
         kind.name(),
+        if kind == BackupKind::Db {
+            format!(" of database {database}")
+        } else {
+            String::new()
+        },
         repo.location()
     ))
 }
@@ -394,7 +407,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
         } else {
             None
         });
-    let entry = choose(repo.as_ref(), &args.id, kind)?;
+    let entry = choose(repo.as_ref(), &args.id, kind, &cfg.database.name)?;
     let pg = PgTarget::from_config(&cfg.database);
     match entry.kind {
         BackupKind::Db => {

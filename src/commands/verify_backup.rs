@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
                 log::warn!("{w}");
             }
         }
-        let selected = select(&args, repo.as_ref(), &all, several)?;
+        let selected = select(&args, &cfg.database.name, repo.as_ref(), &all, several)?;
         found.push((repo.as_ref(), all, selected));
     }
     if !unreadable.is_empty() && found.iter().all(|(_, _, s)| s.is_empty()) {
@@ -174,6 +174,7 @@ fn kinds(args: &VerifyArgs) -> Vec<BackupKind> {
 /// repositories, a named backup missing from one of them is not an error here.
 fn select(
     args: &VerifyArgs,
+    database: &str,
     repo: &dyn Repository,
     all: &[RepoEntry],
     several: bool,
@@ -193,7 +194,12 @@ fn select(
     } else {
         kinds
             .iter()
-            .filter_map(|k| all.iter().rev().find(|e| e.kind == *k).cloned())
+            .filter_map(|k| {
+                all.iter()
+                    .rev()
+                    .find(|e| e.kind == *k && e.in_series_of(database))
+                    .cloned()
+            })
             .collect()
     })
 }
@@ -319,7 +325,11 @@ fn check_ages(
     let warn = args.max_age.or(cfg.verify.max_age_warn_hours);
     let crit = args.max_age_critical.or(cfg.verify.max_age_crit_hours);
     for k in &kinds(args) {
-        let Some(newest) = all.iter().rev().find(|e| e.kind == *k) else {
+        let Some(newest) = all
+            .iter()
+            .rev()
+            .find(|e| e.kind == *k && e.in_series_of(&cfg.database.name))
+        else {
             continue;
         };
         let hours = (Utc::now() - newest.time).num_milliseconds() as f64 / 3_600_000.0;

@@ -93,6 +93,19 @@ impl RepoEntry {
             (None, false) => "unverified",
         }
     }
+    /// The database a database backup was taken of (none: an old-script dump, or another kind).
+    pub fn database(&self) -> Option<&str> {
+        let info = self.manifest.as_ref()?.database.as_ref()?;
+        Some(info.name.as_str())
+    }
+
+    /// Whether this backup is in the series `latest`, verification, retention and
+    /// recovery use for database `db`: database backups of that database (old-script
+    /// dumps, which name none, count as its), and every backup of another kind.
+    pub fn in_series_of(&self, db: &str) -> bool {
+        self.kind != BackupKind::Db || self.database().is_none_or(|n| n == db)
+    }
+
     pub fn is_verified(&self) -> bool {
         !self.size_mismatch() && self.verification.as_ref().is_some_and(|v| v.ok)
     }

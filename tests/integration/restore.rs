@@ -280,3 +280,76 @@ fn an_interrupted_restore_stops_its_tools_removes_its_spool_and_says_what_it_lef
     );
     assert_eq!(psql("postgres", &scratch), "0");
 }
+
+#[test]
+fn backups_of_two_databases_are_two_series_for_latest_verify_and_retention() {
+    let env = TestEnv::new("two_series");
+    let other = format!("{}_other", env.db);
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {other}"));
+    psql("postgres", &format!("CREATE DATABASE {other}"));
+    psql(
+        &other,
+        "CREATE TABLE only_here (id int); INSERT INTO only_here VALUES (1), (2)",
+    );
+    let (mine_old, _) = env.backup("db");
+    let (mine, _) = env.backup("db");
+    // The other database's backup is the newest db backup of the repository.
+    let r = env.run(&["--json", "--db-name", &other, "backup", "--kind", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let theirs = r.json()["written"][0]["id"].as_str().unwrap().to_string();
+    let list = env.list();
+    let db_of = |id: &str| {
+        list.iter().find(|b| b["id"] == id).unwrap()["database"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(db_of(&theirs), other);
+    assert_eq!(db_of(&mine), env.db);
+
+    // `latest` is the newest backup of the configured database (or --db-name's).
+    let r = env.run(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target-db",
+        &format!("{}_a", env.db),
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["id"], mine.as_str());
+    let r = env.run(&[
+        "--json",
+        "--db-name",
+        &other,
+        "restore",
+        "latest",
+        "--target-db",
+        &format!("{}_b", env.db),
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["id"], theirs.as_str());
+    assert_eq!(count(&format!("{}_b", env.db), "only_here"), 2);
+
+    let r = env.run(&["--json", "verify-backup", "--kind", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["backups"][0]["id"], mine.as_str());
+
+    // Retention keeps the newest of each series: the other database's only backup stays.
+    let r = env.run(&["verify-backup", "--all"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        format!("{text}\n[retention]\nkeep_last = 1\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n"),
+    )
+    .unwrap();
+    let r = env.run(&["--json", "backups", "prune", "--kind", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let ids: Vec<String> = env
+        .list()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.contains(&mine_old), "{ids:?}");
+    assert!(ids.contains(&mine) && ids.contains(&theirs), "{ids:?}");
+}
