@@ -81,6 +81,40 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         let selected = select(&args, &cfg.database.name, repo.as_ref(), &all, several)?;
         found.push((repo.as_ref(), all, selected));
     }
+    // Each selected backup must have its copy in every configured repository (a failed
+    // upload leaves one only locally: disaster-recover, which reads S3, could not use it),
+    // except local copies deleted on purpose after a checked upload.
+    let mut missing = Vec::new();
+    if several {
+        for (repo, _, selected) in &found {
+            for e in selected.iter().filter(|e| e.legacy.is_none()) {
+                for (other, all, _) in &found {
+                    let local = !other.location().starts_with("s3://");
+                    if other.location() == repo.location()
+                        || (local && cfg.s3.upload_then_delete_local)
+                        || all.iter().any(|o| o.id == e.id)
+                    {
+                        continue;
+                    }
+                    let problem = format!(
+                        "{} ({}) has no copy in {}: its upload failed or the copy was removed; the next backup makes a new one",
+                        e.id,
+                        repo.location(),
+                        other.location()
+                    );
+                    if !missing
+                        .iter()
+                        .any(|m: &serde_json::Value| m["problem"] == problem)
+                    {
+                        log::error!("{problem}");
+                        missing.push(
+                            json!({"id": e.id, "repository": other.location(), "problem": problem}),
+                        );
+                    }
+                }
+            }
+        }
+    }
     if !unreadable.is_empty() && found.iter().all(|(_, _, s)| s.is_empty()) {
         anyhow::bail!(
             "no repository could be read: {}",
@@ -136,6 +170,13 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         }
         check_ages(ctx, &args, *repo, all, &mut out);
     }
+    for m in &missing {
+        out.code = out.code.worst(ExitCode::Failed);
+        out.text.push_str(&format!(
+            "MISSING {}\n",
+            m["problem"].as_str().unwrap_or_default()
+        ));
+    }
     for d in &damaged {
         out.code = out.code.worst(ExitCode::Failed);
         out.text.push_str(&format!(
@@ -152,7 +193,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         ));
     }
     let code = out.code;
-    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages, "unreadable": unreadable, "damaged": damaged}), &out.text);
+    ctx.emit(&json!({"ok": code == ExitCode::Success, "exit_code": code.code(), "backups": out.reports, "age": out.ages, "unreadable": unreadable, "damaged": damaged, "missing": missing}), &out.text);
     Ok(code)
 }
 

@@ -319,6 +319,35 @@ fn verify_checks_the_local_and_the_s3_copy_and_an_unreachable_store_fails_only_i
         "{}",
         r.stderr()
     );
+
+    // A backup made while the store was down exists only locally: once the store is
+    // back, verification says its S3 copy is missing (disaster-recover reads S3).
+    let r = env.run(&["--json", "backup", "--kind", "config", "--no-retention"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    let local_only = r.json()["written"][0]["id"].as_str().unwrap().to_string();
+    s3.restart();
+    let r = env.run(&["--json", "verify-backup", &local_only]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    let doc = r.json();
+    assert_eq!(
+        doc["backups"][0]["ok"], true,
+        "the local copy is fine: {doc}"
+    );
+    assert!(
+        doc["missing"][0]["repository"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://"),
+        "{doc}"
+    );
+    let r = env.run(&["verify-backup", "--kind", "config"]);
+    assert_eq!(
+        r.code(),
+        2,
+        "the newest local one has no S3 copy: {}",
+        r.stdout()
+    );
+    assert!(r.stdout().contains("MISSING"), "{}", r.stdout());
 }
 
 #[test]
