@@ -318,6 +318,11 @@ pub fn run(ctx: &Ctx, args: PitrArgs) -> Result<ExitCode> {
         ),
     );
     if ctx.global.dry_run {
+        // Cheap to check now, expensive to find out with the server down.
+        recovery.preflight_restore_command(
+            &cfg.postgres.os_user,
+            std::time::Duration::from_secs(cfg.database.command_timeout_secs),
+        )?;
         let text = plan
             .iter()
             .enumerate()
@@ -384,6 +389,7 @@ pub(crate) struct Recovery {
     target: Target,
     action: TargetAction,
     settings: String,
+    restore_command: String,
     aside: PathBuf,
     /// When the plan was made (UTC, to the second): names the directories moved aside.
     stamp: String,
@@ -426,6 +432,7 @@ impl Recovery {
             target,
             action,
             settings,
+            restore_command,
             aside,
             stamp,
         })
@@ -473,7 +480,68 @@ impl Recovery {
             "checking base backup {} before touching the server",
             self.base.id
         );
-        crate::verify::check_before_restore(&self.base, repo, &crypto, &pg)
+        crate::verify::check_before_restore(&self.base, repo, &crypto, &pg)?;
+        self.preflight_restore_command(&cfg.postgres.os_user, pg.command_timeout)
+    }
+
+    /// Runs the restore_command once, as PostgreSQL will (as `os_user`, through sh), for
+    /// the base backup's first WAL segment: a config, passphrase or S3 secret that user
+    /// cannot read would otherwise only show once the server is down, in its log.
+    fn preflight_restore_command(&self, os_user: &str, timeout: std::time::Duration) -> Result<()> {
+        let Some(b) = self.base.manifest.as_ref().and_then(|m| m.base.as_ref()) else {
+            return Ok(());
+        };
+        let Some(segment) = super::wal::segment_of_lsn(b.timeline, &b.start_lsn) else {
+            return Ok(());
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("tnpf")
+            .tempdir()
+            .context("creating a directory for the restore_command check")?;
+        // SAFETY: geteuid has no preconditions.
+        let as_other = unsafe { libc::geteuid() } == 0 && os_user != "root";
+        if as_other {
+            let st = std::process::Command::new("chown")
+                .arg(os_user)
+                .arg(dir.path())
+                .status()
+                .context("chown for the restore_command check")?;
+            if !st.success() {
+                bail!("chown {os_user} {} failed", dir.path().display());
+            }
+        }
+        let command = self.restore_command.replace("%f", &segment).replace(
+            "%p",
+            &sh_quote(&dir.path().join(&segment).display().to_string()),
+        );
+        let mut cmd = if as_other {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", os_user, "--", "sh", "-c", &command]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &command]);
+            c
+        };
+        let out =
+            crate::process::output_with_deadline(&mut cmd, timeout, "the restore_command check")?;
+        match out.status.code() {
+            Some(0) => {
+                log::info!("restore_command works as {os_user} (fetched {segment})");
+                Ok(())
+            }
+            // Not archived (yet): the base backup's own WAL may cover it; recovery will tell.
+            Some(1) => {
+                log::warn!("restore_command check: {segment} is not in the archive; recovery starts from the WAL inside the base backup");
+                Ok(())
+            }
+            code => Err(could_not_start(format!(
+                "restore_command fails when run as {os_user}, as PostgreSQL would run it (exit {}): {}; nothing was stopped. \
+                 The config file, the passphrase and the S3 secret it names must be readable by {os_user}",
+                code.map(|c| c.to_string()).unwrap_or_else(|| "by a signal".into()),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        }
     }
 
     /// Stops the server, swaps in the base backup with recovery settings, starts,
@@ -774,6 +842,7 @@ mod tests {
             target: Target::Immediate,
             action: TargetAction::Promote,
             settings: String::new(),
+            restore_command: String::new(),
             aside: aside.clone(),
             stamp: "20261204T070000Z".into(),
         };

@@ -833,6 +833,32 @@ fn pitr_refuses_unreachable_targets_untouched_then_recovers_to_a_name_an_lsn_and
             "is in the future",
         ),
     ];
+    // A restore_command that PostgreSQL's user cannot run (the passphrase readable by
+    // root only) is found before anything is stopped, not in the server log afterwards.
+    if is_root() {
+        let pass = env.root().join("passphrase");
+        assert!(Command::new("chown")
+            .arg("root:root")
+            .arg(&pass)
+            .status()
+            .unwrap()
+            .success());
+        for argv in [
+            ["--yes", "pitr", "--immediate"],
+            ["--dry-run", "pitr", "--immediate"],
+        ] {
+            let r = env.run(&argv);
+            assert_eq!(r.code(), 3, "{argv:?}: {}{}", r.stdout(), r.stderr());
+            assert!(
+                r.stderr()
+                    .contains("restore_command fails when run as postgres")
+                    && r.stderr().contains("nothing was stopped"),
+                "{}",
+                r.stderr()
+            );
+        }
+        chown_postgres(&pass);
+    }
     for (argv, why) in refusals {
         let r = env.run(&argv);
         assert_eq!(r.code(), 3, "{argv:?}: {}{}", r.stdout(), r.stderr());
