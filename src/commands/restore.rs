@@ -137,7 +137,7 @@ impl DbRestorePlan {
             if self.exists {
                 String::new()
             } else {
-                format!("; this run created {db}: drop it (DROP DATABASE {db}) or restore into it again")
+                format!("; this run created {db}: if it is still there, drop it (DROP DATABASE {db}) or restore into it again")
             }
         ));
         log::info!("{}", self.describe(entry, pg));
