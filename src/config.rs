@@ -1059,6 +1059,8 @@ pub struct Settings {
     pub sources: BTreeMap<String, Source>,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
+    /// Sections of the file that could not be read (wrong value types), by section.
+    pub parse_problems: Vec<String>,
 }
 
 /// Environment names the old scripts used, and the key each overrides.
@@ -1087,9 +1089,11 @@ impl Settings {
             (None, None) => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
         let mut sources = BTreeMap::new();
+        let mut parse_problems = Vec::new();
         let (mut config, file) = match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let config = parse(&text, &path)?;
+                let (config, problems) = parse_sections(&text, &path)?;
+                parse_problems = problems;
                 let raw: toml::Value = toml::from_str(&text).expect("parsed above");
                 for key in flatten_keys(&serde_json::to_value(&raw).unwrap_or_default()) {
                     sources.insert(key, Source::File(path.clone()));
@@ -1200,13 +1204,14 @@ impl Settings {
             config,
             sources,
             file,
+            parse_problems,
         })
     }
 
     /// Checks the values, not just the syntax. Each problem names its key.
     pub fn validate(&self) -> Vec<String> {
         let c = &self.config;
-        let mut problems = Vec::new();
+        let mut problems = self.parse_problems.clone();
         for (key, p) in [
             ("paths.log_dir", &c.paths.log_dir),
             ("paths.run_dir", &c.paths.run_dir),
@@ -1673,13 +1678,76 @@ fn problem_section(problem: &str) -> &str {
 }
 
 fn parse(text: &str, path: &Path) -> Result<Config> {
-    toml::from_str::<Config>(text).map_err(|e| {
+    parse_sections(text, path).map(|(config, _)| config)
+}
+
+/// Parses the file; a section whose values have the wrong type is left at its
+/// defaults and reported (`section: ...`) instead of failing the whole file, so
+/// that, like other invalid values, it stops only the commands that use that
+/// section. TOML syntax errors and unknown sections or keys still fail everything.
+fn parse_sections(text: &str, path: &Path) -> Result<(Config, Vec<String>)> {
+    let fatal = |e: &dyn std::fmt::Display| {
         could_not_start(format!(
             "config file {}: {}",
             path.display(),
             e.to_string().trim_end()
         ))
-    })
+    };
+    let whole = match toml::from_str::<Config>(text) {
+        Ok(config) => return Ok((config, Vec::new())),
+        Err(e) => e,
+    };
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return Err(fatal(&whole)); // a syntax error
+    };
+    let mut good = toml::Table::new();
+    let mut problems = Vec::new();
+    for (section, value) in table {
+        let mut one = toml::Table::new();
+        one.insert(section.clone(), value.clone());
+        match toml::Value::Table(one).try_into::<Config>() {
+            Ok(_) => {
+                good.insert(section, value);
+            }
+            // An unknown key (or section) is an error for every command.
+            Err(e) if e.to_string().contains("unknown field") => return Err(fatal(&whole)),
+            Err(e) => {
+                // The whole-file error names the line and key: use it for its own section.
+                let detail = if section_at(text, whole.span()) == Some(section.as_str()) {
+                    whole
+                        .to_string()
+                        .replace('\n', " ")
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else {
+                    e.message().trim_end().to_string()
+                };
+                problems.push(format!(
+                    "{section}: {detail} (the [{section}] settings are not used until this is fixed)"
+                ))
+            }
+        }
+    }
+    let config = toml::Value::Table(good)
+        .try_into::<Config>()
+        .map_err(|_| fatal(&whole))?;
+    Ok((config, problems))
+}
+
+/// The top-level section of the table header above byte `span.start` of `text`.
+fn section_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<&str> {
+    let before = text.get(..span?.start)?;
+    let header = before
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))?;
+    header
+        .trim_start()
+        .trim_start_matches('[')
+        .split(|c| c == ']' || c == '.')
+        .next()
+        .map(str::trim)
 }
 
 /// Sets one dotted key from a string (environment overrides).
@@ -1833,6 +1901,7 @@ mod tests {
             config: Config::default(),
             sources: BTreeMap::new(),
             file: None,
+            parse_problems: Vec::new(),
         };
         let problems = s.validate();
         assert!(
@@ -1854,6 +1923,7 @@ mod tests {
             config: Config::default(),
             sources: BTreeMap::new(),
             file: None,
+            parse_problems: Vec::new(),
         };
         // Default config has no passphrase source: invalid for backups...
         assert!(s.require_valid_for(None).is_err());
@@ -1876,6 +1946,7 @@ mod tests {
             config: c,
             sources: BTreeMap::new(),
             file: None,
+            parse_problems: Vec::new(),
         };
         assert!(s
             .validate()

@@ -103,4 +103,21 @@ fn a_bad_health_setting_stops_health_but_not_the_nightly_backup() {
     let id = r.json()["written"][0]["id"].as_str().unwrap().to_string();
     let r = env.run(&["verify-backup", &id]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+
+    // A value of the wrong type (TOML itself cannot read it) is scoped the same way.
+    env.write_config("[health.load]\nwarn = \"two\"\n");
+    let r = env.run(&["config", "check"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    let said = format!("{}{}", r.stdout(), r.stderr());
+    assert!(said.contains("health:") && said.contains("two"), "{said}");
+    let r = env.run(&["health", "--check", "load"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("health:"), "{}", r.stderr());
+    let r = env.run(&["backup", "--kind", "config"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    // An unknown key still stops every command.
+    env.write_config("[health.load]\nwran = 3.0\n");
+    let r = env.run(&["backup", "--kind", "config"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("wran"), "{}", r.stderr());
 }
