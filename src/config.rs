@@ -1677,6 +1677,7 @@ fn problem_section(problem: &str) -> &str {
     &problem[..end]
 }
 
+#[cfg(test)]
 fn parse(text: &str, path: &Path) -> Result<Config> {
     parse_sections(text, path).map(|(config, _)| config)
 }
