@@ -1746,7 +1746,7 @@ fn section_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<&str> 
     header
         .trim_start()
         .trim_start_matches('[')
-        .split(|c| c == ']' || c == '.')
+        .split([']', '.'])
         .next()
         .map(str::trim)
 }
