@@ -656,13 +656,17 @@ _tuneton__ops() {
             return 0
             ;;
         tuneton__subcmd__ops__subcmd__disaster__subcmd__recover)
-            opts="-q -v -y -h -V --clean --allow-unverified --skip-db --skip-app --skip-config --jobs --no-start --no-owner --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
+            opts="-q -v -y -h -V --clean --allow-unverified --skip-db --skip-app --skip-config --jobs --no-start --source-db --no-owner --config --json --quiet --verbose --no-progress --dry-run --yes --repo --from --db-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source-db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -224,6 +224,7 @@ complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s y -l ye
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand pitr" -s V -l version -d 'Print version'
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l jobs -d 'Parallel pg_restore jobs' -r
+complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l source-db -d 'Restore the backups of this database (default: database.name, into which it is restored)' -r
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l config -d 'Config file (default /etc/tuneton/ops.toml; also TUNETON_OPS_CONFIG)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l repo -d 'Backup repository directory (overrides repository.path)' -r -F
 complete -c tuneton-ops -n "__fish_tuneton_ops_using_subcommand disaster-recover" -l from -d 'Which repository reading commands use (default: local when repository.local, else s3)' -r -f -a "local\t''

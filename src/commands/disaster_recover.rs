@@ -47,6 +47,9 @@ pub struct DisasterRecoverArgs {
     /// Do not start the application afterwards
     #[arg(long)]
     pub no_start: bool,
+    /// Restore the backups of this database (default: database.name, into which it is restored)
+    #[arg(long, value_name = "NAME")]
+    pub source_db: Option<String>,
     /// Give every database object to the restoring user and skip GRANTs (pg_restore --no-owner --no-privileges): for a new server without the backup's roles
     #[arg(long)]
     pub no_owner: bool,
@@ -113,10 +116,27 @@ fn choose(
             id = e.id,
             state = e.state()
         ))),
-        None => Err(could_not_start(format!(
-            "no {kind_name} in {location}; pass --skip-{} to recover without it",
-            kind.name()
-        ))),
+        None => {
+            let mut others: Vec<&str> = entries
+                .iter()
+                .filter(|e| e.kind == kind)
+                .filter_map(|e| e.database())
+                .collect();
+            others.sort();
+            others.dedup();
+            let hint = if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (there are backups of {}: --source-db NAME restores one of those)",
+                    others.join(", ")
+                )
+            };
+            Err(could_not_start(format!(
+                "no {kind_name} in {location}{hint}; pass --skip-{} to recover without it",
+                kind.name()
+            )))
+        }
     }
 }
 
@@ -135,7 +155,7 @@ pub fn run(ctx: &Ctx, args: DisasterRecoverArgs) -> Result<ExitCode> {
         let e = choose(
             &entries,
             BackupKind::Db,
-            &cfg.database.name,
+            args.source_db.as_deref().unwrap_or(&cfg.database.name),
             args.allow_unverified,
             &location,
         )?;

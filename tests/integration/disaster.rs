@@ -56,7 +56,18 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
     std::fs::remove_dir_all(dst.root().join("app")).unwrap();
     std::fs::remove_dir_all(dst.root().join("etc")).unwrap();
 
+    // The new host's database has another name here (both live in the test cluster):
+    // without --source-db it is refused, naming the series there is.
     let r = dst.run(&["--json", "--dry-run", "disaster-recover"]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains(&format!("there are backups of {}", src.db)),
+        "{}",
+        r.stderr()
+    );
+    let from = ["--source-db", src.db.as_str()];
+    let r = dst.run(&[&["--json", "--dry-run", "disaster-recover"][..], &from].concat());
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let plan = r.json();
     let fetched: Vec<&str> = plan["fetch"]
@@ -88,12 +99,12 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
     assert!(!dst.root().join("app").exists(), "dry run changed nothing");
     assert_eq!(count(&dst.db, "pg_class WHERE relname = 'tracks'"), 0);
 
-    let r = dst.run(&["disaster-recover"]);
+    let r = dst.run(&[&["disaster-recover"][..], &from].concat());
     assert_eq!(r.code(), 3, "no terminal, no --yes: {}", r.stderr());
     assert!(r.stderr().contains("--yes"), "{}", r.stderr());
     assert!(!dst.root().join("app").exists());
 
-    let r = dst.run(&["--json", "--yes", "disaster-recover"]);
+    let r = dst.run(&[&["--json", "--yes", "disaster-recover"][..], &from].concat());
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let report = r.json();
     assert_eq!(report["restored"].as_array().unwrap().len(), 3);
@@ -115,7 +126,7 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
     );
 
     // A dry run now shows every refusal, not only the first.
-    let r = dst.run(&["--json", "--dry-run", "disaster-recover"]);
+    let r = dst.run(&[&["--json", "--dry-run", "disaster-recover"][..], &from].concat());
     assert_eq!(r.code(), 3, "{}", r.stderr());
     assert_eq!(
         r.json()["refused"].as_array().unwrap().len(),
@@ -124,7 +135,7 @@ fn disaster_recover_rebuilds_a_host_from_the_bucket_alone() {
         r.stdout()
     );
     // Again, without --clean: the targets are no longer empty; refused, nothing touched.
-    let r = dst.run(&["--yes", "disaster-recover"]);
+    let r = dst.run(&[&["--yes", "disaster-recover"][..], &from].concat());
     assert_eq!(r.code(), 3, "{}", r.stderr());
     assert!(r.stderr().contains("--clean"), "{}", r.stderr());
     let r = dst.run(&[
@@ -145,7 +156,14 @@ fn disaster_recover_refuses_when_a_kind_has_no_verified_backup() {
     let (id, _) = env.backup("db");
     let target = TestEnv::empty("dr_unverified_target");
     s3_only(&target, &s3, "");
-    let r = target.run(&["--yes", "disaster-recover", "--skip-app", "--skip-config"]);
+    let r = target.run(&[
+        "--yes",
+        "disaster-recover",
+        "--skip-app",
+        "--skip-config",
+        "--source-db",
+        &env.db,
+    ]);
     assert_eq!(r.code(), 3, "{}", r.stderr());
     assert!(
         r.stderr().contains("no verified db backup"),
@@ -161,6 +179,8 @@ fn disaster_recover_refuses_when_a_kind_has_no_verified_backup() {
         "--skip-app",
         "--skip-config",
         "--allow-unverified",
+        "--source-db",
+        &env.db,
     ]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(count(&target.db, "sessions"), 900);
@@ -211,7 +231,8 @@ fn disaster_recover_onto_a_second_cluster_from_a_local_and_s3_repository() {
 
     // The new host: a server of its own with an empty database, no app or config dirs.
     let server = TempCluster::start();
-    server.psql("postgres", "CREATE DATABASE tuneton");
+    // The same database name as on the old host, as its config says.
+    server.psql("postgres", &format!("CREATE DATABASE {}", src.db));
     let dst = TestEnv::empty("dr2_target");
     dst.write_config(&s3.config_section(dst.root(), ""));
     let text = std::fs::read_to_string(&dst.config_path).unwrap();
@@ -220,7 +241,10 @@ fn disaster_recover_onto_a_second_cluster_from_a_local_and_s3_repository() {
             &format!("port = {}\n", cluster().port),
             &format!("port = {}\n", server.port),
         )
-        .replace(&format!("name = \"{}\"", dst.db), "name = \"tuneton\"");
+        .replace(
+            &format!("name = \"{}\"", dst.db),
+            &format!("name = \"{}\"", src.db),
+        );
     std::fs::write(&dst.config_path, text).unwrap();
     std::fs::remove_dir_all(dst.root().join("app")).unwrap();
     std::fs::remove_dir_all(dst.root().join("etc")).unwrap();
@@ -235,7 +259,7 @@ fn disaster_recover_onto_a_second_cluster_from_a_local_and_s3_repository() {
     );
     assert_eq!(
         server.psql(
-            "tuneton",
+            &src.db,
             "SELECT count(*) FROM pg_class WHERE relname = 'tracks'"
         ),
         "0",
@@ -250,14 +274,14 @@ fn disaster_recover_onto_a_second_cluster_from_a_local_and_s3_repository() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     for table in ["users", "tracks", "sessions"] {
         assert_eq!(
-            server.psql("tuneton", &format!("SELECT count(*) FROM {table}")),
+            server.psql(&src.db, &format!("SELECT count(*) FROM {table}")),
             count(&src.db, table).to_string(),
             "{table}"
         );
     }
     assert_eq!(
         server.psql(
-            "tuneton",
+            &src.db,
             "SELECT md5(string_agg(email, ',' ORDER BY email)) FROM users"
         ),
         psql(
