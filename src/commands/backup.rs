@@ -202,6 +202,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         );
         let mut copies = Vec::new();
         let mut all_copied = true;
+        let mut not_reached = Vec::new();
         for other in &repos[1..] {
             match replicate(primary, &m, other.as_ref()) {
                 Ok(loc) => {
@@ -210,6 +211,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
                 }
                 Err(e) => {
                     all_copied = false;
+                    not_reached.push(other.location());
                     log::error!(
                         "copying {} to {} failed: {e:#}; the copy at {location} is kept",
                         m.id,
@@ -252,6 +254,11 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         });
         if !args.no_retention && cfg.retention.enabled {
             for r in &repos {
+                // Retention follows a successful backup: not where this one did not arrive.
+                if not_reached.contains(&r.location()) {
+                    log::info!("retention in {} skipped: this backup did not reach it", r.location());
+                    continue;
+                }
                 match super::backups::apply_retention(r.as_ref(), kind, &cfg.retention, false) {
                     Ok(ids) => deleted.extend(ids),
                     Err(e) => {

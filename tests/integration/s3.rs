@@ -231,8 +231,14 @@ fn an_s3_endpoint_that_never_answers_fails_within_the_configured_deadlines() {
             "{name}: {}",
             r.stderr()
         );
-        // Three S3 steps (cleanup, upload, retention), each ~1 s per attempt for 3 s.
+        // Two S3 steps (cleanup, upload), each ~1 s per attempt for 3 s; no retention
+        // where the backup did not arrive.
         assert!(took < Duration::from_secs(30), "{name}: took {took:?}");
+        assert!(
+            r.stderr().contains("skipped: this backup did not reach it"),
+            "{name}: {}",
+            r.stderr()
+        );
         assert_eq!(env.list().len(), 1, "{name}: the local copy is kept");
     }
 }
