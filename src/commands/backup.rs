@@ -256,7 +256,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
             for r in &repos {
                 // Retention follows a successful backup: not where this one did not arrive.
                 if not_reached.contains(&r.location()) {
-                    log::info!("retention in {} skipped: this backup did not reach it", r.location());
+                    log::info!(
+                        "retention in {} skipped: this backup did not reach it",
+                        r.location()
+                    );
                     continue;
                 }
                 match super::backups::apply_retention(r.as_ref(), kind, &cfg.retention, false) {

@@ -605,7 +605,8 @@ impl S3Pending<'_> {
                     // moto answers `...Response`. A 200 without an <Error> is a completed
                     // upload (checked below by size and ETag or a read-back anyway).
                     Err(S3Error::HttpFailWithBody(200, body))
-                        if body.contains("<CompleteMultipartUpload") && !body.contains("<Error>") =>
+                        if body.contains("<CompleteMultipartUpload")
+                            && !body.contains("<Error>") =>
                     {
                         Ok(())
                     }
