@@ -211,19 +211,9 @@ fn initdb_with(dir: &Path, extra: &[&str]) {
     );
 }
 
-/// A cluster of its own (initdb with `initdb_args`), archiving into the test's
-/// repository, with `[postgres]` set so `pitr` and `db-recover` stop and start
-/// it through pg_ctl, and `[database]` pointing at it.
-fn recoverable_cluster(env: &TestEnv, initdb_args: &[&str]) -> (PathBuf, ArchivingCluster) {
-    let root = env.root().to_path_buf();
-    let data = root.join("pg/data");
-    initdb_with(&data, initdb_args);
-    env.write_config("[retention]\nenabled = false\n");
-    for d in ["log", "run", "backups/wal"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    chown_postgres(&root);
-    let pg = ArchivingCluster::start(env, &data);
+/// Points the test's config at `pg`: `[database]` port, and `[postgres]` with its
+/// data directory and pg_ctl start/stop commands (for pitr and db-recover).
+fn point_config_at(env: &TestEnv, pg: &ArchivingCluster, data: &Path) {
     let (start_cmd, stop_cmd) = pg.control_commands();
     let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
         &format!("port = {}", cluster().port),
@@ -239,6 +229,22 @@ fn recoverable_cluster(env: &TestEnv, initdb_args: &[&str]) -> (PathBuf, Archivi
         ),
     )
     .unwrap();
+}
+
+/// A cluster of its own (initdb with `initdb_args`), archiving into the test's
+/// repository, with `[postgres]` set so `pitr` and `db-recover` stop and start
+/// it through pg_ctl, and `[database]` pointing at it.
+fn recoverable_cluster(env: &TestEnv, initdb_args: &[&str]) -> (PathBuf, ArchivingCluster) {
+    let root = env.root().to_path_buf();
+    let data = root.join("pg/data");
+    initdb_with(&data, initdb_args);
+    env.write_config("[retention]\nenabled = false\n");
+    for d in ["log", "run", "backups/wal"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    chown_postgres(&root);
+    let pg = ArchivingCluster::start(env, &data);
+    point_config_at(env, &pg, &data);
     chown_postgres(&root);
     (data, pg)
 }
@@ -541,21 +547,7 @@ fn pitr_from_an_s3_only_repository() {
     .unwrap();
     chown_postgres(&root);
     let pg = ArchivingCluster::start(&env, &data);
-    let (start_cmd, stop_cmd) = pg.control_commands();
-    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        &format!("port = {}", cluster().port),
-        &format!("port = {}", pg.port),
-    );
-    std::fs::write(
-        &env.config_path,
-        format!(
-            "{text}\n[postgres]\ndata_dir = \"{}\"\nstart_command = \"{}\"\nstop_command = \"{}\"\nrecovery_timeout_secs = 60\n",
-            data.display(),
-            start_cmd.replace('"', "\\\""),
-            stop_cmd.replace('"', "\\\"")
-        ),
-    )
-    .unwrap();
+    point_config_at(&env, &pg, &data);
     chown_postgres(&root);
 
     pg.psql("CREATE TABLE events (id int PRIMARY KEY)");
@@ -698,20 +690,11 @@ fn db_recover_finds_a_corrupted_page_and_recovers_from_base_and_archive() {
     let mut app = AppStub::new(&root);
     chown_postgres(&root);
     let pg = ArchivingCluster::start(&env, &data);
-    let (start_cmd, stop_cmd) = pg.control_commands();
-    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        &format!("port = {}", cluster().port),
-        &format!("port = {}", pg.port),
-    );
+    point_config_at(&env, &pg, &data);
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
     std::fs::write(
         &env.config_path,
-        format!(
-            "{text}\n[postgres]\ndata_dir = \"{}\"\nstart_command = \"{}\"\nstop_command = \"{}\"\nrecovery_timeout_secs = 60\n\n{}",
-            data.display(),
-            start_cmd.replace('"', "\\\""),
-            stop_cmd.replace('"', "\\\""),
-            app.app_config("ready_timeout_secs = 20")
-        ),
+        format!("{text}\n{}", app.app_config("ready_timeout_secs = 20")),
     )
     .unwrap();
     chown_postgres(&root);
