@@ -224,10 +224,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         }
         let mut local_deleted = false;
         if all_copied && repos.len() > 1 && cfg.s3.upload_then_delete_local {
-            match primary
-                .find(&m.id, Some(kind))
-                .and_then(|e| primary.delete(&e))
-            {
+            match primary.find(&m.id).and_then(|e| primary.delete(&e)) {
                 Ok(()) => {
                     log::info!(
                         "upload of {} verified; deleted the local copy {location}",
@@ -311,7 +308,7 @@ fn replicate(
     manifest: &BackupManifest,
     to: &dyn Repository,
 ) -> Result<String> {
-    let entry = from.find(&manifest.id, Some(manifest.kind))?;
+    let entry = from.find(&manifest.id)?;
     let suffix = manifest.object.strip_prefix(&manifest.id).unwrap_or("");
     let mut pending = to.begin(manifest.kind, &manifest.id, suffix)?;
     let mut progress = Progress::bytes(&format!("upload {}", manifest.id), Some(entry.size));

@@ -351,7 +351,7 @@ fn choose(
     let failed =
         |e: &RepoEntry| e.size_mismatch() || e.verification.as_ref().is_some_and(|v| !v.ok);
     if id != "latest" {
-        let entry = repo.find(id, kind)?;
+        let entry = repo.find(id)?;
         if failed(&entry) {
             // Exit 2, like the damage found by the check before a restore.
             return Err(anyhow::anyhow!(

@@ -227,7 +227,7 @@ fn select(
             .cloned()
             .collect()
     } else if let Some(id) = args.id.as_deref().filter(|i| *i != "latest") {
-        match repo.find(id, None) {
+        match repo.find(id) {
             Ok(e) => vec![e],
             Err(_) if several => Vec::new(),
             Err(e) => return Err(e),

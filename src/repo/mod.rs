@@ -156,23 +156,10 @@ pub trait Repository: Send + Sync {
     /// Removes leftovers of runs that died. Call only while holding the backup lock.
     fn clean_partials(&self) -> Result<Vec<String>>;
 
-    /// One backup by id (or old-script file name), or `latest` of a kind (default db).
-    fn find(&self, selector: &str, kind: Option<BackupKind>) -> Result<RepoEntry> {
+    /// One backup by id (or old-script file name). `latest` is chosen by the commands,
+    /// which know which database's series they mean (`RepoEntry::in_series_of`).
+    fn find(&self, selector: &str) -> Result<RepoEntry> {
         let (entries, _) = self.list()?;
-        if selector == "latest" {
-            let kind = kind.unwrap_or(BackupKind::Db);
-            return entries
-                .into_iter()
-                .rev()
-                .find(|e| e.kind == kind)
-                .ok_or_else(|| {
-                    could_not_start(format!(
-                        "no {} backup in repository {}",
-                        kind.name(),
-                        self.location()
-                    ))
-                });
-        }
         entries
             .into_iter()
             .find(|e| e.id == selector || e.key.rsplit('/').next() == Some(selector))
